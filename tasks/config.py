@@ -1,0 +1,271 @@
+"""Settings: ``config/defaults.toml`` overlaid with a user file (``--config``).
+
+Every table maps onto a frozen dataclass below; unknown keys and values of the wrong type raise
+``ConfigError`` naming the key (``fetch.timeout_s: expected a number, got 'x'``). ``[[sources]]`` in
+the user file replace the defaults' sources (the defaults have none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tasks.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config"
+DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
+DEFAULT_SOURCES_FILE = CONFIG_DIR / "sources.toml"
+DEMO_DIR = CONFIG_DIR / "demo"
+RULES_DIR = CONFIG_DIR / "rules"
+SITES_DIR = CONFIG_DIR / "sites"
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    user_agent: str = "newsmill/0.1 (+https://example.org/contact)"
+    timeout_s: float = 20.0  # total deadline per request (connect + headers + body)
+    connect_timeout_s: float = 10.0
+    per_host_delay_s: float = 1.0  # minimum gap between requests to one host
+    max_bytes: int = 10_000_000  # cap on decoded body size
+    retries: int = 3  # transient failures only (timeouts, connection errors, 429, 500/502/503/504)
+    backoff_s: float = 1.0  # base of the exponential backoff (with jitter)
+    max_retry_after_s: float = 60.0  # a Retry-After above this defers the host to the next run
+    max_redirects: int = 10
+    concurrency: int = 16  # global number of requests in flight
+    per_host_concurrency: int = 2
+    respect_robots: bool = True
+    max_crawl_delay_s: float = 30.0  # cap on robots.txt Crawl-delay
+    allow_networks: tuple[str, ...] = ()  # CIDRs of otherwise refused (loopback/private/...) targets
+    archive_warc: bool = True  # append every successful response to WARC files in the warehouse
+    max_sitemap_depth: int = 3
+    max_sitemap_bytes: int = 50_000_000  # cap on decompressed sitemap size (.xml.gz)
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    workers: int = 2  # processes for CPU-bound cleaning + extraction
+    batch_size: int = 100  # pages per Prefect batch task
+    recurring_min_pages: int = 3  # a block seen on this many distinct articles of one host is boilerplate
+    favor_precision: bool = True
+    language_min_chars: int = 40
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    task_runner: str = "threads"  # "threads" | "dask"
+    max_workers: int = 4  # thread-pool task runner cap
+    dask_address: str = ""  # scheduler address for task_runner = "dask"; empty: a LocalCluster
+    dask_workers: int = 2
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    feeds: tuple[str, ...] = ()
+    sitemaps: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()  # URL regex patterns; empty = everything
+    exclude: tuple[str, ...] = ()
+    max_age_days: float | None = 7.0  # entries with an older feed date/lastmod are skipped
+    max_pages: int | None = None  # per run
+
+
+@dataclass(frozen=True)
+class Settings:
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    sources: tuple[Source, ...] = ()
+    config_path: str | None = None
+
+    def source(self, name: str) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"sources: no source named {name!r}")
+
+    def select_sources(self, names: typing.Iterable[str] | None) -> "Settings":
+        if not names:
+            return self
+        wanted = list(names)
+        return dataclasses.replace(self, sources=tuple(self.source(n) for n in wanted))
+
+
+_SECTIONS = {
+    "fetch": FetchSettings,
+    "extract": ExtractSettings,
+    "schedule": ScheduleSettings,
+    "runner": RunnerSettings,
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value, tp):
+    """Check ``value`` against the annotation ``tp``; return the value converted (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - programmer error
+
+
+def _build(cls, data: dict, prefix: str, base=None):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(f"{prefix}.{key}", value, hints[key])
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def _check_url(key: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{key}: only http(s) URLs are allowed, got {url!r}")
+
+
+def _validate(s: Settings) -> None:
+    f = s.fetch
+    for key in ("timeout_s", "connect_timeout_s", "max_bytes", "concurrency", "per_host_concurrency",
+                "max_sitemap_bytes"):
+        if getattr(f, key) <= 0:
+            raise ConfigError(f"fetch.{key}: must be > 0, got {getattr(f, key)!r}")
+    for key in ("per_host_delay_s", "retries", "backoff_s", "max_retry_after_s", "max_redirects",
+                "max_crawl_delay_s", "max_sitemap_depth"):
+        if getattr(f, key) < 0:
+            raise ConfigError(f"fetch.{key}: must be >= 0, got {getattr(f, key)!r}")
+    if not f.user_agent.strip():
+        raise ConfigError("fetch.user_agent: must not be empty")
+    for i, cidr in enumerate(f.allow_networks):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"fetch.allow_networks[{i}]: not a CIDR network: {cidr!r}") from None
+    e = s.extract
+    if e.workers < 1 or e.batch_size < 1 or e.recurring_min_pages < 2:
+        raise ConfigError("extract: workers and batch_size must be >= 1, recurring_min_pages >= 2")
+    if s.runner.task_runner not in ("threads", "dask"):
+        raise ConfigError(f"runner.task_runner: expected 'threads' or 'dask', got {s.runner.task_runner!r}")
+    if s.runner.max_workers < 1:
+        raise ConfigError("runner.max_workers: must be >= 1")
+    seen = set()
+    for i, src in enumerate(s.sources):
+        key = f"sources[{i}]"
+        if not src.name.strip():
+            raise ConfigError(f"{key}.name: must not be empty")
+        if src.name in seen:
+            raise ConfigError(f"{key}.name: duplicate source name {src.name!r}")
+        seen.add(src.name)
+        for list_key in ("feeds", "sitemaps", "urls"):
+            for j, url in enumerate(getattr(src, list_key)):
+                _check_url(f"{key}.{list_key}[{j}]", url)
+        if src.max_pages is not None and src.max_pages < 1:
+            raise ConfigError(f"{key}.max_pages: must be >= 1")
+        if src.max_age_days is not None and src.max_age_days <= 0:
+            raise ConfigError(f"{key}.max_age_days: must be > 0")
+        import re
+
+        for list_key in ("include", "exclude"):
+            for j, pat in enumerate(getattr(src, list_key)):
+                try:
+                    re.compile(pat)
+                except re.error as exc:
+                    raise ConfigError(f"{key}.{list_key}[{j}]: bad regex {pat!r}: {exc}") from None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def settings_from_dict(data: dict, base: Settings | None = None, *, origin: str = "config") -> Settings:
+    """Overlay ``data`` (parsed TOML) on ``base`` and validate."""
+    base = base or Settings()
+    changes: dict = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            changes[key] = _build(_SECTIONS[key], value, key, getattr(base, key))
+        elif key == "sources":
+            if not isinstance(value, list):
+                raise ConfigError("sources: expected an array of tables ([[sources]])")
+            srcs = []
+            for i, item in enumerate(value):
+                if not isinstance(item, dict) or "name" not in item:
+                    raise ConfigError(f"sources[{i}].name: required")
+                srcs.append(_build(Source, item, f"sources[{i}]"))
+            changes["sources"] = tuple(srcs)
+        else:
+            raise ConfigError(
+                f"{key}: unknown key in {origin} (known: {', '.join(sorted([*_SECTIONS, 'sources']))})"
+            )
+    settings = dataclasses.replace(base, **changes)
+    _validate(settings)
+    return settings
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Defaults overlaid with ``path`` (default: ``config/sources.toml``, the nightly source list)."""
+    settings = settings_from_dict(_read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
+    user = Path(path) if path is not None else DEFAULT_SOURCES_FILE
+    settings = settings_from_dict(_read_toml(user), settings, origin=str(user))
+    return dataclasses.replace(settings, config_path=str(user))

@@ -1,0 +1,92 @@
+"""Parse a page once: one lxml tree plus the structured data every later step reads.
+
+``ParsedPage`` is built once per page and handed to metadata, copyright, cleaning and trafilatura
+(which accepts an lxml tree). Nothing downstream re-parses the HTML string.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import lxml.html
+from lxml import etree
+
+
+@dataclass(slots=True)
+class ParsedPage:
+    url: str
+    tree: "lxml.html.HtmlElement"
+    jsonld: list[dict] = field(default_factory=list)  # every JSON-LD object, @graph flattened
+    meta: dict[str, list[str]] = field(default_factory=dict)  # lower-cased name/property/itemprop -> contents
+    links: dict[str, list[str]] = field(default_factory=dict)  # lower-cased rel -> hrefs (absolute)
+    html_lang: str | None = None
+
+
+class ParseError(ValueError):
+    """The bytes are not parseable as HTML (becomes ``pages.outcome = parse_error``)."""
+
+
+def _flatten_jsonld(obj, out: list[dict]) -> None:
+    if isinstance(obj, list):
+        for item in obj:
+            _flatten_jsonld(item, out)
+    elif isinstance(obj, dict):
+        graph = obj.get("@graph")
+        if isinstance(graph, list):
+            _flatten_jsonld(graph, out)
+            rest = {k: v for k, v in obj.items() if k != "@graph"}
+            if len(rest) > 1:
+                out.append(rest)
+        else:
+            out.append(obj)
+
+
+def parse_html(html: str | bytes, url: str) -> ParsedPage:
+    """Parse ``html`` into a :class:`ParsedPage`. Raises :class:`ParseError` on empty/unparseable input."""
+    if isinstance(html, bytes):
+        data = html
+    else:
+        data = html.encode("utf-8", "surrogatepass")
+    if not data.strip():
+        raise ParseError("empty document")
+    try:
+        parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True)
+        tree = lxml.html.document_fromstring(data, parser=parser, base_url=url)
+    except (etree.ParserError, ValueError) as exc:
+        raise ParseError(f"unparseable HTML: {exc}") from None
+    if tree is None or len(tree) == 0:
+        raise ParseError("no elements in document")
+    try:
+        tree.make_links_absolute(url, resolve_base_href=True, handle_failures="ignore")
+    except ValueError:
+        pass
+
+    jsonld: list[dict] = []
+    for script in tree.xpath('//script[@type="application/ld+json" or @type="application/json+ld"]'):
+        raw = script.text or ""
+        if not raw.strip():
+            continue
+        try:
+            _flatten_jsonld(json.loads(raw), jsonld)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+
+    meta: dict[str, list[str]] = {}
+    for el in tree.iter("meta"):
+        key = el.get("property") or el.get("name") or el.get("itemprop") or el.get("http-equiv")
+        content = el.get("content")
+        if key and content is not None:
+            meta.setdefault(key.strip().lower(), []).append(content.strip())
+
+    links: dict[str, list[str]] = {}
+    for el in tree.iter("link", "a"):
+        rel = el.get("rel")
+        href = el.get("href")
+        if rel and href:
+            for r in rel.lower().split():
+                links.setdefault(r, []).append(href.strip())
+
+    lang = tree.get("lang") or tree.get("xml:lang")
+    return ParsedPage(url=url, tree=tree, jsonld=jsonld, meta=meta, links=links,
+                      html_lang=lang.strip() if lang else None)
