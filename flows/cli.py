@@ -1,0 +1,216 @@
+"""The ``newsmill`` command line.
+
+Every command has ``--help``. Errors a user can fix (bad config, locked or unwritable warehouse, unsafe
+SQL) print one line on stderr and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+from tasks.errors import NewsmillError
+
+
+def _die(msg: str, code: int = 2) -> int:
+    print(f"newsmill: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _jsonable(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+ARTICLE_JSON_FIELDS = (
+    "url", "canonical_url", "domain", "site_name", "title", "authors", "published_at", "modified_at",
+    "language", "description", "text", "copyright_holder", "copyright_year", "copyright_notice",
+    "license_url", "content_hash", "fetched_at", "run_id", "tags", "image_url", "paywalled",
+    "copyright_source", "syndicated", "article_id", "extractor_version",
+)
+
+
+def article_to_json(article) -> dict:
+    return {k: _jsonable(getattr(article, k)) for k in ARTICLE_JSON_FIELDS}
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def cmd_ingest(args) -> int:
+    from flows.ingest import default_task_runner, ingest, resolve_warehouse
+    from tasks.config import load_settings
+
+    settings = load_settings(args.config)  # fail fast, one line, before Prefect starts
+    if args.source:
+        settings.select_sources(args.source)
+    root = resolve_warehouse(args.warehouse)
+    _check_writable(root)
+    if args.task_runner:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, runner=dataclasses.replace(
+            settings.runner, task_runner=args.task_runner))
+    flow = ingest.with_options(task_runner=default_task_runner(settings))
+    with _progress_bar(not args.quiet):
+        counts = flow(config=args.config, warehouse=str(root), sources=args.source or None,
+                      limit=args.limit, refetch=args.refetch)
+    _print_summary(counts)
+    return 0
+
+
+def _check_writable(root: Path) -> None:
+    from tasks.errors import WarehouseError
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WarehouseError(f"warehouse {root} is not writable: {exc.strerror or exc}") from None
+
+
+class _progress_bar:
+    """A rich progress bar fed by the flow's progress events (terminal only)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from flows.ingest import PROGRESS_LISTENERS
+
+        self.progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("discovering", total=None)
+        PROGRESS_LISTENERS.append(self._on_event)
+        return self
+
+    def _on_event(self, event, **info):
+        if event == "discovered":
+            self.progress.update(self.task, description="fetch + extract", total=info["total"])
+        elif event == "progress":
+            self.progress.update(self.task, completed=info["done"], total=info["total"])
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            from flows.ingest import PROGRESS_LISTENERS
+
+            PROGRESS_LISTENERS.remove(self._on_event)
+            self.progress.stop()
+        return False
+
+
+def _print_summary(counts: dict) -> None:
+    print(f"run finished in {counts['wall_s']} s: {counts['pages_fetched']} article pages fetched, "
+          f"{counts['articles_written']} articles written ({counts['pages_per_s']} pages/s)")
+    for name, c in counts["sources"].items():
+        failed = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("failed:")}
+        skipped = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("skipped:")}
+        print(f"  {name}: discovered {c.get('discovered', 0)}, fetched {c.get('fetched', 0)}, "
+              f"not modified {c.get('not_modified', 0)}, articles {c.get('articles_written', 0)}"
+              + (f", failed {failed}" if failed else "") + (f", skipped {skipped}" if skipped else ""))
+    if counts.get("boilerplate"):
+        print("  boilerplate removed: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["boilerplate"].items())))
+    if counts.get("deferred_hosts"):
+        print("  deferred to next run: " + ", ".join(counts["deferred_hosts"]))
+
+
+def cmd_extract(args) -> int:
+    from flows.extract_files import extract_paths
+
+    n = 0
+    for article in extract_paths(args.paths, url=args.url, warn=lambda m: print(m, file=sys.stderr)):
+        sys.stdout.write(json.dumps(article_to_json(article), ensure_ascii=False) + "\n")
+        n += 1
+    return 0 if n or not args.strict else 1
+
+
+def cmd_sql(args) -> int:
+    from flows.ingest import resolve_warehouse
+    from warehouse.query import run_query
+
+    root = resolve_warehouse(args.warehouse)
+    out = run_query(root, args.query, fmt=args.format)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(args.warehouse, quiet=args.quiet)
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newsmill", description="Batch news ingestion: discover, fetch, "
+                                "clean, extract and store news articles as Parquet; query with DuckDB.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    wh_help = "warehouse directory (default: $NEWSMILL_WAREHOUSE, else data/ in the project root)"
+
+    s = sub.add_parser("ingest", help="run the ingest flow once")
+    s.add_argument("--config", help="TOML config (default: config/sources.toml)")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
+    s.add_argument("--limit", type=int, help="at most this many article URLs in this run")
+    s.add_argument("--refetch", action="store_true", help="fetch unconditionally (ignore ETag/Last-Modified)")
+    s.add_argument("--task-runner", choices=["threads", "dask"], help="override runner.task_runner")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("extract", help="extract articles from .html/.warc/.warc.gz files (no network)")
+    s.add_argument("paths", nargs="+", metavar="PATH")
+    s.add_argument("--url", help="URL of an .html file (default: its file:// URL)")
+    s.add_argument("--strict", action="store_true", help="exit 1 when no article was extracted")
+    s.set_defaults(func=cmd_extract)
+
+    s = sub.add_parser("sql", help="run one read-only SQL query over the warehouse")
+    s.add_argument("query")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s.set_defaults(func=cmd_sql)
+
+    s = sub.add_parser("demo", help="serve the bundled demo site on 127.0.0.1 and ingest it")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_demo)
+
+    from flows import cli_more
+
+    cli_more.add_commands(sub, wh_help)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NewsmillError as exc:
+        return _die(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    except KeyboardInterrupt:
+        return _die("interrupted", 130)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""``newsmill demo``: serve the bundled demo site on 127.0.0.1 and ingest it.
+
+The site lives in ``config/demo/site/``; text files may contain the placeholder ``{base_url}``, replaced
+with ``http://127.0.0.1:PORT`` when served. ``config/demo/demo.toml`` is the demo's newsmill config (same
+placeholder). The server answers 404 for unknown paths, serves ``.pdf`` as application/pdf, and sends
+ETag/Last-Modified so a second demo run shows conditional requests (``not_modified``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tasks.config import DEMO_DIR
+
+SITE_DIR = DEMO_DIR / "site"
+DEMO_CONFIG = DEMO_DIR / "demo.toml"
+_TEXT_TYPES = {".html": "text/html; charset=utf-8", ".xml": "application/xml; charset=utf-8",
+               ".txt": "text/plain; charset=utf-8", ".rss": "application/rss+xml; charset=utf-8"}
+_MTIME = formatdate(1_700_000_000, usegmt=True)
+
+
+def _handler(site: Path, base_url_ref: list[str]):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "newsmill-demo/0.1"
+
+        def log_message(self, fmt, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            path = self.path.split("?", 1)[0].split("#", 1)[0]
+            if path.endswith("/"):
+                path += "index.html"
+            target = (site / path.lstrip("/")).resolve()
+            if site not in target.parents or not target.is_file():
+                body = b"<html><body><h1>404 Not Found</h1></body></html>"
+                self.send_response(404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            suffix = target.suffix.lower()
+            data = target.read_bytes()
+            if suffix in _TEXT_TYPES:
+                data = data.replace(b"{base_url}", base_url_ref[0].encode())
+                ctype = _TEXT_TYPES[suffix]
+            else:
+                ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", _MTIME)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@contextmanager
+def serve_site(site: Path = SITE_DIR, host: str = "127.0.0.1"):
+    """Serve ``site`` on a free port of ``host``; yields the base URL."""
+    ref = [""]
+    server = ThreadingHTTPServer((host, 0), _handler(site.resolve(), ref))
+    server.daemon_threads = True
+    ref[0] = f"http://{host}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="demo-site", daemon=True)
+    thread.start()
+    try:
+        yield ref[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def demo_config_file(base_url: str, directory: str) -> Path:
+    """Write the demo config with ``{base_url}`` filled in; returns its path."""
+    text = DEMO_CONFIG.read_text(encoding="utf-8").replace("{base_url}", base_url)
+    path = Path(directory) / "demo.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SAMPLE_SQL = ("select title, copyright_holder, copyright_year, language, len(text) as chars "
+              "from articles order by title")
+
+
+def run_demo(warehouse: str | None, quiet: bool = False) -> int:
+    from flows.ingest import default_task_runner, ingest, resolve_warehouse
+    from flows.cli import _print_summary, _progress_bar, _check_writable
+    from tasks.config import load_settings
+    from warehouse.query import run_query
+
+    root = resolve_warehouse(warehouse)
+    _check_writable(root)
+    with serve_site() as base_url, tempfile.TemporaryDirectory(prefix="newsmill-demo-") as tmp:
+        cfg = demo_config_file(base_url, tmp)
+        settings = load_settings(cfg)
+        print(f"demo site serving on {base_url}; warehouse: {root}")
+        flow = ingest.with_options(task_runner=default_task_runner(settings))
+        with _progress_bar(not quiet):
+            counts = flow(config=str(cfg), warehouse=str(root))
+    _print_summary(counts)
+    print(f"\n$ newsmill sql \"{SAMPLE_SQL}\"")
+    print(run_query(root, SAMPLE_SQL, fmt="table"))
+    return 0

@@ -1,0 +1,437 @@
+"""The ``ingest`` flow: discover → fetch → clean+extract → store, batched.
+
+Shape of a run (few tasks, each doing real work — a Prefect task costs milliseconds of bookkeeping):
+
+* one ``discover-<source>`` task per source;
+* URLs grouped per host and cut into batches of ``extract.batch_size``; one ``batch-<source>-<host>-<n>``
+  task per batch fetches its pages (threads, polite per host) and cleans/extracts them in a process pool;
+  at most ``runner.max_workers`` batches run at once and never two of one host (politeness), so one
+  batch's fetching overlaps another's extraction;
+* the flow process is the single writer: it commits each finished batch atomically to the warehouse.
+
+Resume: ``run_id`` is the Prefect flow-run id, which a retry keeps. Batches already committed under that
+run id (``pages.batch_id``) are skipped, so retrying a crashed run does not fetch them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import runtime
+from tasks.config import Settings, load_settings
+from tasks.errors import NewsmillError
+from tasks.records import Article, DiscoveredURL, PageLogEntry, Removal, RunRecord
+from tasks.urls import domain_of
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Terminal progress listeners (the CLI registers a progress bar here); called as fn(event, **info).
+PROGRESS_LISTENERS: list[Callable[..., None]] = []
+
+
+def _notify(event: str, **info) -> None:
+    for fn in list(PROGRESS_LISTENERS):
+        try:
+            fn(event, **info)
+        except Exception:  # a broken progress bar must not break a run
+            pass
+
+
+def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
+    """``--warehouse``, else ``NEWSMILL_WAREHOUSE``, else ``data/`` in the project root."""
+    if warehouse:
+        return Path(warehouse).expanduser().resolve()
+    env = os.environ.get("NEWSMILL_WAREHOUSE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return PROJECT_ROOT / "data"
+
+
+def _logger():
+    try:
+        return get_run_logger()
+    except Exception:  # outside a run context (unit tests calling the functions directly)
+        import logging
+
+        return logging.getLogger("newsmill")
+
+
+def _current_run_id() -> str:
+    from prefect.runtime import flow_run
+
+    rid = flow_run.get_id()
+    return str(rid) if rid else uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    source: str
+    host: str
+    index: int
+    urls: tuple[DiscoveredURL, ...]
+    conditionals: tuple[tuple[str, str | None, str | None], ...] = ()  # (url, etag, last_modified)
+
+
+@dataclass
+class BatchOutput:
+    batch_id: str
+    source: str
+    host: str
+    pages: list[PageLogEntry]
+    articles: list[Article]
+    removals: list[Removal]
+    blocks: list[tuple[str, str, str, str]]  # (domain, block_hash, article_id, content_hash)
+    fetch_s: float = 0.0
+    extract_s: float = 0.0
+    deferred_hosts: tuple[str, ...] = ()
+
+
+def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
+                 conditional: dict[str, tuple[str | None, str | None]]) -> list[Batch]:
+    """Group by (source, host), sort, and cut into batches with ids stable for the same URL set."""
+    groups: dict[tuple[str, str], list[DiscoveredURL]] = defaultdict(list)
+    for u in urls:
+        groups[(u.source, domain_of(u.url))].append(u)
+    batches: list[Batch] = []
+    for (source, host), items in sorted(groups.items()):
+        items.sort(key=lambda d: d.url)
+        for i in range(0, len(items), batch_size):
+            chunk = tuple(items[i:i + batch_size])
+            digest = hashlib.sha256(
+                "\n".join([run_id, source, *[d.url for d in chunk]]).encode()
+            ).hexdigest()[:16]
+            conds = tuple((d.url, *conditional[d.url]) for d in chunk if d.url in conditional)
+            batches.append(Batch(batch_id=f"b{digest}", source=source, host=host, index=i // batch_size,
+                                 urls=chunk, conditionals=conds))
+    return batches
+
+
+def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str | None,
+              history: dict[str, frozenset[str]]) -> BatchOutput:
+    """Fetch and extract one batch. Plain function (the ``process_batch`` task wraps it)."""
+    from tasks.extract import extract_batch
+    from tasks.fetch import Conditional, FetchRequest
+
+    fetcher = runtime.fetcher(run_id, settings.fetch, warehouse_root)
+    conds = {u: Conditional(etag=e, last_modified=lm) for (u, e, lm) in batch.conditionals}
+    t0 = time.perf_counter()
+    requests = [FetchRequest(url=d.url, kind="article", source=batch.source, conditional=conds.get(d.url))
+                for d in batch.urls]
+    results = list(fetcher.fetch_many(requests))
+    t1 = time.perf_counter()
+
+    ok = [r for r in results if r.ok]
+    pages_in = [(r.log.final_url or r.log.url, r.html) for r in ok]
+    rules = runtime.rules(run_id)
+    hist = {h: history.get(h, frozenset()) for h in {domain_of(u) for u, _ in pages_in}}
+    pool = runtime.pool(run_id, settings.extract.workers)
+    if pool is not None and pages_in:
+        extracted = pool.submit(extract_batch, pages_in, rules=rules, settings=settings.extract,
+                                history=hist).result()
+    else:
+        extracted = extract_batch(pages_in, rules=rules, settings=settings.extract, history=hist)
+    t2 = time.perf_counter()
+
+    by_url = {id(r): x for r, x in zip(ok, extracted)}
+    pages: list[PageLogEntry] = []
+    articles: list[Article] = []
+    removals: list[Removal] = []
+    blocks: list[tuple[str, str, str, str]] = []
+    for r in results:
+        log = dataclasses.replace(r.log, run_id=run_id, source=batch.source)
+        x = by_url.get(id(r))
+        if x is not None:
+            if x.article is None:
+                log = dataclasses.replace(log, outcome=x.outcome, error=x.error)
+            else:
+                a = x.article.with_context(fetched_at=log.fetched_at, run_id=run_id, source=batch.source)
+                articles.append(a)
+                blocks.extend((a.domain, h, a.article_id, a.content_hash) for h in x.block_hashes)
+            removals.extend(dataclasses.replace(rm, run_id=run_id) for rm in x.removals)
+        pages.append(log)
+    return BatchOutput(batch_id=batch.batch_id, source=batch.source, host=batch.host, pages=pages,
+                       articles=articles, removals=removals, blocks=blocks, fetch_s=t1 - t0,
+                       extract_s=t2 - t1, deferred_hosts=tuple(getattr(fetcher, "deferred_hosts", ()) or ()))
+
+
+@task(name="discover", task_run_name="discover-{source_name}", cache_policy=NO_CACHE)
+def discover_task(source_name: str, settings: Settings, run_id: str, warehouse_root: str | None):
+    from tasks.discover import discover_source
+
+    fetcher = runtime.fetcher(run_id, settings.fetch, warehouse_root)
+    result = discover_source(settings.source(source_name), fetcher, run_id=run_id,
+                             now=datetime.now(timezone.utc))
+    _logger().info("source %s: %d URLs in scope, skipped %s", source_name, len(result.urls),
+                   dict(result.skipped) or "none")
+    return result
+
+
+@task(name="fetch-extract", task_run_name="batch-{batch.source}-{batch.host}-{batch.index}",
+      cache_policy=NO_CACHE)
+def process_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str | None,
+                  history: dict[str, frozenset[str]]) -> BatchOutput:
+    out = run_batch(batch, settings, run_id, warehouse_root, history)
+    _logger().info("%s: %d pages, %d articles, fetch %.1fs, extract %.1fs", batch.batch_id,
+                   len(out.pages), len(out.articles), out.fetch_s, out.extract_s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    per_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    outcomes: Counter = field(default_factory=Counter)
+    boilerplate: Counter = field(default_factory=Counter)
+    timings: Counter = field(default_factory=Counter)
+    deferred_hosts: set[str] = field(default_factory=set)
+    batches_skipped: int = 0
+
+    def add_pages(self, source: str, pages: list[PageLogEntry]) -> None:
+        for p in pages:
+            self.outcomes[p.outcome] += 1
+            c = self.per_source[source]
+            if p.kind == "article":
+                c["fetched"] += 1
+                if p.outcome == "not_modified":
+                    c["not_modified"] += 1
+                elif p.outcome != "ok":
+                    c[f"failed:{p.outcome}"] += 1
+
+    def counts(self) -> dict:
+        wall = ((self.finished_at or datetime.now(timezone.utc)) - self.started_at).total_seconds()
+        fetched = sum(c["fetched"] for c in self.per_source.values())
+        return {
+            "sources": {k: dict(v) for k, v in sorted(self.per_source.items())},
+            "outcomes": dict(self.outcomes),
+            "articles_written": sum(c["articles_written"] for c in self.per_source.values()),
+            "boilerplate": dict(self.boilerplate),
+            "pages_fetched": fetched,
+            "wall_s": round(wall, 3),
+            "pages_per_s": round(fetched / wall, 2) if wall > 0 else None,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "deferred_hosts": sorted(self.deferred_hosts),
+            "batches_skipped_resume": self.batches_skipped,
+        }
+
+
+def _artifacts(summary: RunSummary) -> None:
+    """Prefect table + markdown artifacts for the run page in the UI (best effort)."""
+    try:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    except ImportError:  # pragma: no cover
+        return
+    counts = summary.counts()
+    rows = []
+    for name, c in counts["sources"].items():
+        rows.append({
+            "source": name,
+            "discovered": c.get("discovered", 0),
+            "fetched": c.get("fetched", 0),
+            "not_modified": c.get("not_modified", 0),
+            "failed": ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(c.items())
+                                if k.startswith("failed:")) or "0",
+            "articles_written": c.get("articles_written", 0),
+            "skipped": ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(c.items())
+                                 if k.startswith("skipped:")) or "0",
+        })
+    try:
+        create_table_artifact(rows, key="ingest-summary", description="newsmill ingest: per source")
+        bp = ", ".join(f"{k}: {v}" for k, v in sorted(summary.boilerplate.items())) or "none"
+        md = (f"# newsmill ingest `{summary.run_id}`\n\n"
+              f"* wall time: **{counts['wall_s']} s**, pages/s: **{counts['pages_per_s']}**\n"
+              f"* articles written: **{counts['articles_written']}**\n"
+              f"* outcomes: {json.dumps(counts['outcomes'])}\n"
+              f"* boilerplate removed by kind: {bp}\n"
+              f"* stage time (s): {json.dumps(counts['timings_s'])}\n"
+              f"* hosts deferred to next run: {', '.join(counts['deferred_hosts']) or 'none'}\n")
+        create_markdown_artifact(md, key="ingest-report", description="newsmill ingest report")
+    except Exception as exc:  # artifacts are a view, never a reason to fail a run
+        _logger().warning("could not create run artifacts: %s", exc)
+
+
+class _Progress:
+    """Prefect progress artifact updated while batches complete (best effort)."""
+
+    def __init__(self, total: int):
+        self.total = max(total, 1)
+        self.done = 0
+        self.artifact_id = None
+        try:
+            from prefect.artifacts import create_progress_artifact
+
+            self.artifact_id = create_progress_artifact(0.0, key="ingest-progress",
+                                                        description="pages fetched and extracted")
+        except Exception:
+            self.artifact_id = None
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        _notify("progress", done=self.done, total=self.total)
+        if self.artifact_id is None:
+            return
+        try:
+            from prefect.artifacts import update_progress_artifact
+
+            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * self.done / self.total))
+        except Exception:
+            self.artifact_id = None
+
+
+# ---------------------------------------------------------------------------------------------- flow
+
+
+def default_task_runner(settings: Settings | None = None):
+    settings = settings or Settings()
+    if settings.runner.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if settings.runner.dask_address:
+            return DaskTaskRunner(address=settings.runner.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": settings.runner.dask_workers,
+                                              "threads_per_worker": 2, "processes": True})
+    return ThreadPoolTaskRunner(max_workers=settings.runner.max_workers)
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True,
+      description="Discover, fetch, clean, extract and store the configured news sources.")
+def ingest(config: str | None = None, warehouse: str | None = None, sources: list[str] | None = None,
+           limit: int | None = None, refetch: bool = False) -> dict:
+    """Run one ingest.
+
+    Args:
+        config: path of a TOML config (default: config/sources.toml, the nightly source list).
+        warehouse: warehouse directory (default: $NEWSMILL_WAREHOUSE or data/).
+        sources: only these source names (default: all).
+        limit: at most this many article URLs in this run (across sources).
+        refetch: fetch unconditionally (ignore stored ETag/Last-Modified).
+    """
+    settings = load_settings(config).select_sources(sources)
+    root = resolve_warehouse(warehouse)
+    return run_ingest(settings, root, limit=limit, refetch=refetch,
+                      parameters={"config": config, "warehouse": str(root), "sources": sources,
+                                  "limit": limit, "refetch": refetch})
+
+
+def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refetch: bool = False,
+               parameters: dict | None = None, run_id: str | None = None) -> dict:
+    from warehouse.store import Warehouse
+
+    log = _logger()
+    run_id = run_id or _current_run_id()
+    wh = Warehouse(root)
+    summary = RunSummary(run_id=run_id, started_at=datetime.now(timezone.utc))
+    if not settings.sources:
+        raise NewsmillError(f"no sources configured in {settings.config_path}")
+    try:
+        with wh.writer(run_id) as writer:
+            done = wh.done_batches(run_id)
+            if done:
+                log.info("resuming run %s: %d batches already stored", run_id, len(done))
+
+            # 1. discover
+            t = time.perf_counter()
+            futures = [discover_task.submit(s.name, settings, run_id, str(root)) for s in settings.sources]
+            urls: list[DiscoveredURL] = []
+            for s, fut in zip(settings.sources, futures):
+                res = fut.result()
+                bid = f"discover-{s.name}"
+                if bid not in done:
+                    writer.commit_batch(bid, [dataclasses.replace(p, source=s.name) for p in res.log],
+                                        [], [], [])
+                summary.add_pages(s.name, list(res.log))
+                c = summary.per_source[s.name]
+                c["discovered"] += len(res.urls)
+                for reason, n in res.skipped.items():
+                    c[f"skipped:{reason}"] += n
+                urls.extend(res.urls)
+            if limit is not None:
+                urls = urls[:limit]
+            summary.timings["discover"] += time.perf_counter() - t
+            _notify("discovered", total=len(urls))
+
+            # 2. plan batches (incremental: conditional requests from the stored fetch state)
+            t = time.perf_counter()
+            conditional = {} if refetch else wh.conditional_state([u.url for u in urls])
+            batches = plan_batches(run_id, urls, settings.extract.batch_size, conditional)
+            todo = [b for b in batches if b.batch_id not in done]
+            summary.batches_skipped = len(batches) - len(todo)
+            history = wh.recurring_blocks(sorted({b.host for b in todo}),
+                                          settings.extract.recurring_min_pages)
+            summary.timings["plan"] += time.perf_counter() - t
+            log.info("%d URLs in %d batches (%d already stored)", len(urls), len(batches),
+                     summary.batches_skipped)
+
+            # 3. fetch + extract (tasks) and 4. store (this process), never two batches of one host at once
+            progress = _Progress(sum(len(b.urls) for b in todo))
+            pending: dict[str, list[Batch]] = defaultdict(list)
+            for b in todo:
+                pending[b.host].append(b)
+            host_order = sorted(pending, key=lambda h: -len(pending[h]))
+            in_flight: dict = {}
+            max_in_flight = max(1, settings.runner.max_workers)
+
+            def submit_more():
+                for h in host_order:
+                    if len(in_flight) >= max_in_flight:
+                        return
+                    if pending[h] and h not in {b.host for b in in_flight.values()}:
+                        b = pending[h].pop(0)
+                        fut = process_batch.submit(b, settings, run_id, str(root), history)
+                        in_flight[fut] = b
+
+            submit_more()
+            while in_flight:
+                fut = next(as_completed(list(in_flight)))
+                batch = in_flight.pop(fut)
+                out: BatchOutput = fut.result()
+                t = time.perf_counter()
+                stats = writer.commit_batch(out.batch_id, out.pages, out.articles, out.removals, out.blocks)
+                summary.timings["write"] += time.perf_counter() - t
+                summary.timings["fetch"] += out.fetch_s
+                summary.timings["clean_extract"] += out.extract_s
+                summary.add_pages(out.source, out.pages)
+                written = getattr(stats, "new_versions", len(out.articles))
+                summary.per_source[out.source]["articles_written"] += written
+                for rm in out.removals:
+                    summary.boilerplate[rm.kind] += 1
+                summary.deferred_hosts.update(out.deferred_hosts)
+                if out.deferred_hosts and batch.host in out.deferred_hosts:
+                    pending[batch.host].clear()  # the host asked us to come back later
+                progress.advance(len(batch.urls))
+                submit_more()
+
+            summary.finished_at = datetime.now(timezone.utc)
+            counts = summary.counts()
+            writer.write_run(RunRecord(run_id=run_id, flow="ingest", started_at=summary.started_at,
+                                       finished_at=summary.finished_at,
+                                       parameters=json.dumps(parameters or {}, default=str),
+                                       counts=json.dumps(counts)))
+    finally:
+        runtime.close(run_id)
+    _artifacts(summary)
+    log.info("run %s finished: %s", run_id, json.dumps(summary.counts()))
+    return summary.counts()

@@ -1,0 +1,78 @@
+"""Per-process resources shared by the batch tasks of one flow run.
+
+A Prefect task's parameters are serialised for Dask and hashed for caching, so live resources (the HTTP
+fetcher with its per-host politeness state, the extraction process pool, the parsed rules) are not passed
+as parameters. Tasks look them up here by ``run_id``; each process (the flow's, or a Dask worker) builds
+its own on first use, and the flow closes them at the end of the run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+_lock = threading.Lock()
+_fetchers: dict[str, object] = {}
+_pools: dict[str, ProcessPoolExecutor] = {}
+_rules: dict[str, object] = {}
+
+
+def fetcher(run_id: str, fetch_settings, warehouse_root: str | None):
+    """The run's :class:`tasks.fetch.Fetcher` in this process (created on first use)."""
+    from tasks.archive import WarcArchive
+    from tasks.fetch import Fetcher
+
+    with _lock:
+        f = _fetchers.get(run_id)
+        if f is None:
+            archive = None
+            if warehouse_root and fetch_settings.archive_warc:
+                archive = WarcArchive(Path(warehouse_root), run_id)
+            f = Fetcher(fetch_settings, run_id=run_id, archive=archive)
+            _fetchers[run_id] = f
+        return f
+
+
+def rules(run_id: str):
+    """The cleaning rules, loaded once per process per run (so a re-run picks up edited rules)."""
+    from tasks.clean import load_rules
+
+    with _lock:
+        r = _rules.get(run_id)
+        if r is None:
+            r = load_rules()
+            _rules[run_id] = r
+        return r
+
+
+def _worker_init() -> None:  # pragma: no cover - runs in the child
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
+    """A process pool for CPU-bound extraction, or None where child processes are not allowed
+    (inside a daemonic Dask worker process) or ``workers == 1``."""
+    if workers <= 1 or multiprocessing.current_process().daemon:
+        return None
+    with _lock:
+        p = _pools.get(run_id)
+        if p is None:
+            ctx = multiprocessing.get_context("forkserver")
+            p = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+            _pools[run_id] = p
+        return p
+
+
+def close(run_id: str) -> None:
+    with _lock:
+        f = _fetchers.pop(run_id, None)
+        p = _pools.pop(run_id, None)
+        _rules.pop(run_id, None)
+    if f is not None:
+        f.close()
+    if p is not None:
+        p.shutdown(wait=True, cancel_futures=True)
