@@ -1,0 +1,200 @@
+"""DuckDB catalog: views over the warehouse's Parquet files (no DuckDB database file, no lock).
+
+``connect(root)`` returns an in-memory DuckDB connection with these views:
+
+stored tables (``read_parquet(..., hive_partitioning=true, union_by_name=true)``)
+    ``article_versions``, ``pages``, ``blocks``, ``boilerplate_history``, ``runs_history``
+derived
+    ``articles``            latest version per article_id (processed_at, then fetched_at)
+    ``boilerplate``         removals of the latest extraction of each URL
+    ``runs``                latest row per run_id
+    ``fetch_state``         latest ``ok`` fetch per URL since the last reset_fetch_state (etag, last_modified)
+    ``latest_pages``        latest fetch per URL + its conditional state (``state_etag``, ``state_last_modified``)
+    ``daily_counts``        articles per day (published_at, UTC) per domain/site
+    ``copyright_by_holder`` articles, domains, years, syndication per copyright holder
+
+A connection reads one *snapshot*: the table symlinks are resolved when it is created, so compaction
+or a takedown running meanwhile is invisible to it (see ``warehouse/store.py``). Columns missing from
+every file (older schema) are filled with typed NULLs; a table without files is an empty typed view.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from warehouse.schema import BOILERPLATE_NONE, SCHEMAS, TABLES, duckdb_type
+from warehouse.store import current_generation, parquet_files, staging_dir
+
+__all__ = ["connect", "views_sql", "write_views_sql", "VIEW_NAMES"]
+
+# stored table -> name of its base view
+BASE_VIEW = {
+    "article_versions": "article_versions",
+    "pages": "pages",
+    "blocks": "blocks",
+    "boilerplate": "boilerplate_all",
+    "runs": "runs_history",
+}
+
+DERIVED = [
+    (
+        "articles",
+        ("article_versions",),
+        """SELECT * EXCLUDE (date) FROM article_versions
+QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY processed_at DESC NULLS LAST,
+    fetched_at DESC NULLS LAST, extractor_version DESC NULLS LAST, content_hash) = 1""",
+    ),
+    (
+        "boilerplate_history",
+        ("boilerplate",),
+        f"SELECT * EXCLUDE (date) FROM boilerplate_all WHERE kind IS DISTINCT FROM '{BOILERPLATE_NONE}'",
+    ),
+    (
+        "boilerplate",
+        ("boilerplate",),
+        f"""SELECT url, kind, rule, text, run_id, processed_at, extractor_version FROM (
+    SELECT * FROM boilerplate_all QUALIFY processed_at = max(processed_at) OVER (PARTITION BY url)
+) WHERE kind IS DISTINCT FROM '{BOILERPLATE_NONE}'""",
+    ),
+    (
+        "runs",
+        ("runs",),
+        """SELECT run_id, flow, started_at, finished_at, parameters, counts FROM runs_history
+QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY written_at DESC NULLS LAST, finished_at DESC NULLS LAST) = 1""",
+    ),
+    (
+        "fetch_state",
+        ("pages", "runs"),
+        """WITH r AS (SELECT max(started_at) AS reset_at FROM runs_history WHERE flow = 'reset_fetch_state')
+SELECT p.url, p.etag, p.last_modified, p.fetched_at, p.run_id FROM pages p, r
+WHERE p.outcome = 'ok' AND (r.reset_at IS NULL OR p.fetched_at > r.reset_at)
+QUALIFY row_number() OVER (PARTITION BY p.url ORDER BY p.fetched_at DESC) = 1""",
+    ),
+    (
+        "latest_pages",
+        ("pages", "runs"),
+        """SELECT p.* EXCLUDE (date), s.etag AS state_etag, s.last_modified AS state_last_modified
+FROM (SELECT * FROM pages QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC) = 1) p
+LEFT JOIN fetch_state s ON s.url = p.url""",
+    ),
+    (
+        "daily_counts",
+        ("article_versions",),
+        """SELECT CAST(timezone('UTC', coalesce(published_at, fetched_at, processed_at)) AS DATE) AS day,
+    domain, site_name, count(*) AS articles
+FROM articles GROUP BY ALL""",
+    ),
+    (
+        "copyright_by_holder",
+        ("article_versions",),
+        """SELECT copyright_holder, count(*) AS articles, count(DISTINCT domain) AS domains,
+    min(copyright_year) AS first_year, max(copyright_year) AS last_year,
+    count(*) FILTER (WHERE syndicated) AS syndicated,
+    list(DISTINCT license_url) FILTER (WHERE license_url IS NOT NULL) AS license_urls
+FROM articles GROUP BY copyright_holder ORDER BY articles DESC, copyright_holder""",
+    ),
+]
+
+VIEW_NAMES = tuple(BASE_VIEW.values()) + tuple(n for n, _d, _s in DERIVED)
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _empty_select(table: str) -> str:
+    cols = [f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in SCHEMAS[table]]
+    cols.append("CAST(NULL AS DATE) AS date")
+    return "SELECT " + ", ".join(cols) + " WHERE false"
+
+
+def _base_select(table: str, directory: Path, con: duckdb.DuckDBPyConnection) -> str:
+    """SELECT over the table's files in ``directory`` (a generation dir or the table symlink)."""
+    if not parquet_files(Path(os.path.realpath(directory))):
+        return _empty_select(table)
+    src = (
+        f"read_parquet({_q(str(directory) + '/*/*.parquet')}, hive_partitioning=true, "
+        "union_by_name=true, hive_types={'date': DATE})"
+    )
+    try:
+        present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    except duckdb.IOException:
+        # files vanished between listing and reading (a superseded generation was collected)
+        return _empty_select(table)
+    fill = [
+        f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in SCHEMAS[table] if f.name not in present
+    ]
+    return "SELECT *" + "".join(", " + c for c in fill) + f" FROM {src}"
+
+
+def _statements(root: Path, con: duckdb.DuckDBPyConnection, *, snapshot: bool, tables: Iterable[str]) -> list[str]:
+    tables = [t for t in TABLES if t in set(tables)]
+    out = []
+    for t in tables:
+        gen = current_generation(root, t)
+        if gen is None:
+            sel = _empty_select(t)
+        else:
+            sel = _base_select(t, gen if snapshot else root / t, con)
+        out.append(f"CREATE OR REPLACE VIEW {BASE_VIEW[t]} AS {sel};")
+    for name, deps, sql in DERIVED:
+        if all(d in tables for d in deps):
+            out.append(f"CREATE OR REPLACE VIEW {name} AS {sql};")
+    return out
+
+
+def connect(
+    root: str | os.PathLike,
+    read_only: bool = True,
+    *,
+    tables: Iterable[str] = TABLES,
+) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB connection with the warehouse views (one consistent snapshot of the files).
+
+    There is no database file, so readers never block the writer; ``read_only`` is accepted for API
+    symmetry (the views are read-only anyway). Extension autoinstall/autoload are off (only the
+    built-in parquet/json/icu are used); the session time zone is UTC."""
+    root = Path(os.path.abspath(root))
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    con.execute("SET TimeZone = 'UTC'")
+    for stmt in _statements(root, con, snapshot=True, tables=tables):
+        con.execute(stmt)
+    return con
+
+
+def views_sql(root: str | os.PathLike) -> str:
+    """A script for the DuckDB CLI (``duckdb -init views.sql`` or ``.read views.sql``): absolute paths
+    through the stable ``<root>/<table>`` links (regenerated by every writer)."""
+    root = Path(os.path.abspath(root))
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        stmts = _statements(root, con, snapshot=False, tables=TABLES)
+    finally:
+        con.close()
+    head = [
+        f"-- newsmill warehouse views for {root}",
+        "-- generated by warehouse/catalog.py; regenerated by every writer (do not edit)",
+        "SET autoinstall_known_extensions = false;",
+        "SET autoload_known_extensions = false;",
+    ]
+    return "\n".join(head + stmts) + "\n"
+
+
+def write_views_sql(root: str | os.PathLike) -> Path:
+    root = Path(os.path.abspath(root))
+    text = views_sql(root)
+    st = staging_dir(root)
+    st.mkdir(parents=True, exist_ok=True)
+    tmp = st / f"views.sql.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(text)
+    dest = root / "views.sql"
+    os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,218 @@
+"""Arrow schemas of the warehouse tables (derived from ``tasks/records.py``) and record -> Arrow conversion.
+
+Tables stored on disk (Hive-partitioned Parquet, one directory per table, ``date=YYYY-MM-DD``):
+
+* ``article_versions`` — every stored version of an article; key ``(article_id, content_hash,
+  extractor_version)``. ``articles`` is a *view* (latest ``processed_at``, then ``fetched_at``).
+* ``pages`` — the fetch log (``PageLogEntry`` + ``batch_id``).
+* ``boilerplate`` — removed segments (``Removal`` + ``processed_at``, ``extractor_version``).
+* ``blocks`` — short-block fingerprints per article (recurring-boilerplate learning).
+* ``runs`` — one row per ``write_run`` call (view keeps the latest per run_id).
+
+``SCHEMA_VERSION`` is written to ``<root>/_meta.json`` and into every file's key-value metadata
+(``newsmill.schema_version``, ``newsmill.table``). Columns are only ever *added*; readers use
+``union_by_name`` and the catalog fills columns missing from every file with typed NULLs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+TS = pa.timestamp("us", tz="UTC")
+STR = pa.string()
+LIST_STR = pa.list_(pa.string())
+
+ARTICLE_VERSIONS = pa.schema(
+    [
+        ("article_id", STR),
+        ("url", STR),
+        ("canonical_url", STR),
+        ("domain", STR),
+        ("site_name", STR),
+        ("title", STR),
+        ("authors", LIST_STR),
+        ("published_at", TS),
+        ("modified_at", TS),
+        ("language", STR),
+        ("description", STR),
+        ("text", STR),
+        ("copyright_holder", STR),
+        ("copyright_year", pa.int32()),
+        ("copyright_notice", STR),
+        ("license_url", STR),
+        ("content_hash", STR),
+        ("fetched_at", TS),
+        ("run_id", STR),
+        ("tags", LIST_STR),
+        ("image_url", STR),
+        ("paywalled", pa.bool_()),
+        ("copyright_source", STR),
+        ("syndicated", pa.bool_()),
+        ("source", STR),
+        ("extractor_version", STR),
+        ("processed_at", TS),
+    ]
+)
+
+PAGES = pa.schema(
+    [
+        ("url", STR),
+        ("final_url", STR),
+        ("kind", STR),
+        ("status", pa.int32()),
+        ("outcome", STR),
+        ("error", STR),
+        ("bytes", pa.int64()),
+        ("content_type", STR),
+        ("fetched_at", TS),
+        ("elapsed_ms", pa.int64()),
+        ("run_id", STR),
+        ("source", STR),
+        ("attempts", pa.int32()),
+        ("etag", STR),
+        ("last_modified", STR),
+        ("warc_file", STR),
+        ("warc_offset", pa.int64()),
+        ("warc_length", pa.int64()),
+        ("batch_id", STR),
+    ]
+)
+
+BOILERPLATE = pa.schema(
+    [
+        ("url", STR),
+        ("kind", STR),
+        ("rule", STR),
+        ("text", STR),
+        ("run_id", STR),
+        ("processed_at", TS),
+        ("extractor_version", STR),
+        ("batch_id", STR),
+    ]
+)
+
+BLOCKS = pa.schema(
+    [
+        ("domain", STR),
+        ("block_hash", STR),
+        ("article_id", STR),
+        ("content_hash", STR),
+        ("run_id", STR),
+        ("processed_at", TS),
+    ]
+)
+
+RUNS = pa.schema(
+    [
+        ("run_id", STR),
+        ("flow", STR),
+        ("started_at", TS),
+        ("finished_at", TS),
+        ("parameters", STR),  # JSON
+        ("counts", STR),  # JSON
+        ("written_at", TS),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "article_versions": ARTICLE_VERSIONS,
+    "pages": PAGES,
+    "boilerplate": BOILERPLATE,
+    "blocks": BLOCKS,
+    "runs": RUNS,
+}
+TABLES = tuple(SCHEMAS)
+
+# column whose UTC date names the partition (``date=YYYY-MM-DD``)
+PARTITION_COLUMN = {
+    "article_versions": "processed_at",
+    "pages": "fetched_at",
+    "boilerplate": "processed_at",
+    "blocks": "processed_at",
+    "runs": "started_at",
+}
+
+# "marker" row kind in boilerplate: the latest extraction of this URL removed nothing (never shown)
+BOILERPLATE_NONE = "_none"
+
+
+def _norm(value: Any, typ: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_timestamp(typ):
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=timezone.utc)
+            return value.astimezone(timezone.utc)
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        if isinstance(value, str):
+            return _norm(datetime.fromisoformat(value), typ)
+        return value
+    if pa.types.is_list(typ):
+        return [str(v) for v in value]
+    if pa.types.is_integer(typ):
+        return int(value)
+    if pa.types.is_boolean(typ):
+        return bool(value)
+    if pa.types.is_string(typ):
+        return str(value)
+    return value
+
+
+def _as_dict(rec: Any) -> Mapping[str, Any]:
+    if isinstance(rec, Mapping):
+        return rec
+    if dataclasses.is_dataclass(rec):
+        return {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+    if hasattr(rec, "_asdict"):
+        return rec._asdict()
+    raise TypeError(f"cannot convert {type(rec).__name__} to a warehouse row")
+
+
+def to_table(name: str, records: Iterable[Any], **extra: Any) -> pa.Table:
+    """Arrow table for ``name`` from dataclass records / mappings. ``extra`` sets a column for every
+    row that the records do not provide (e.g. ``batch_id=...``, ``processed_at=...``). Unknown
+    record fields are ignored; missing ones are NULL."""
+    schema = SCHEMAS[name]
+    cols: dict[str, list] = {f.name: [] for f in schema}
+    for rec in records:
+        d = _as_dict(rec)
+        for f in schema:
+            v = d.get(f.name)
+            if v is None and f.name in extra:
+                v = extra[f.name]
+            cols[f.name].append(_norm(v, f.type))
+    return pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in schema}, schema=schema)
+
+
+def file_metadata(name: str) -> dict[bytes, bytes]:
+    return {
+        b"newsmill.schema_version": str(SCHEMA_VERSION).encode(),
+        b"newsmill.table": name.encode(),
+    }
+
+
+_DUCK = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    TS: "TIMESTAMPTZ",
+    LIST_STR: "VARCHAR[]",
+    pa.date32(): "DATE",
+}
+
+
+def duckdb_type(typ: pa.DataType) -> str:
+    try:
+        return _DUCK[typ]
+    except KeyError:
+        raise TypeError(f"no DuckDB type for {typ}") from None

@@ -1,0 +1,683 @@
+"""Warehouse writes: single-writer lock, atomic Hive-partitioned Parquet files, idempotent batches.
+
+Layout under the warehouse root::
+
+    _meta.json                       {"schema_version": N, ...}
+    _lock                            flock()ed by the single writer; holds pid/host/started/run_id
+    _staging/                        files being written (never globbed by readers; cleaned by writers)
+    _data/<table>/g000001/date=YYYY-MM-DD/part-<run_id>-<batch_id>-<uuid>.parquet
+    <table> -> _data/<table>/g000001 relative symlink to the table's *current generation*
+    raw/                             WARC files (tasks/archive.py), referenced by pages.warc_file
+    views.sql                        DuckDB CLI script defining the views (absolute paths)
+
+Every file is written to ``_staging``, flushed + fsynced, ``os.replace``d into its partition
+directory and the directory fsynced, so readers never see a torn file. A batch commits
+article_versions, boilerplate and blocks first and **pages last**: ``done_batches(run_id)`` (batch ids
+present in pages) therefore only names fully stored batches.
+
+Generations: files are immutable. Compaction and takedowns (``warehouse/compact.py``) build a new
+generation directory (hard links for untouched files, rewritten files for the rest) and atomically swap
+the ``<table>`` symlink. ``catalog.connect`` resolves the symlink once, so a connection reads one
+consistent snapshot — never the merged file *and* its sources, never a gap. Superseded generations are
+removed after a grace period (``GENERATION_GRACE_S``).
+
+Article versions are keyed by ``(article_id, content_hash, extractor_version)``: the same text
+extracted by the same extractor is stored once (reruns and re-fetches add nothing); a reprocess by a
+newer extractor adds a version (with a newer ``processed_at``) even when the text is unchanged, and the
+``articles`` view shows the latest ``processed_at`` (then ``fetched_at``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tasks.errors import WarehouseError, WarehouseLocked
+from tasks.records import Article, PageLogEntry, Removal, RunRecord
+from tasks.urls import article_id as make_article_id
+from tasks.urls import domain_of
+from warehouse.schema import (
+    BOILERPLATE_NONE,
+    PARTITION_COLUMN,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    TABLES,
+    file_metadata,
+    to_table,
+)
+
+__all__ = [
+    "Warehouse",
+    "WarehouseWriter",
+    "BatchStats",
+    "ArchivedPage",
+    "BlockRow",
+    "sanitize",
+]
+
+GENERATION_GRACE_S = 600.0
+_GEN_RE = re.compile(r"^g(\d{6,})$")
+
+
+# ---------------------------------------------------------------------------------------------------
+# small helpers (also used by catalog.py / compact.py)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sanitize(value: Any, max_len: int = 80) -> str:
+    """A safe single path component from an arbitrary id: ``../../x`` -> ``_.._x`` (no separators, no
+    leading dot, never empty)."""
+    s = re.sub(r"[^A-Za-z0-9._-]", "_", str(value if value is not None else ""))
+    s = s.lstrip(".")[:max_len]
+    return s or "_"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _inside(root: Path, path: Path) -> Path:
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise WarehouseError(f"refusing to write outside the warehouse: {path}")
+    return path
+
+
+def staging_dir(root: Path) -> Path:
+    return root / "_staging"
+
+
+def data_dir(root: Path, table: str) -> Path:
+    return root / "_data" / table
+
+
+def generations(root: Path, table: str) -> list[tuple[int, Path]]:
+    d = data_dir(root, table)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        m = _GEN_RE.match(p.name)
+        if m and p.is_dir():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def current_generation(root: Path, table: str) -> Path | None:
+    """The real directory of the table's current generation (None when the table was never written)."""
+    link = root / table
+    if not link.is_symlink() and not link.is_dir():
+        return None
+    return Path(os.path.realpath(link))
+
+
+def swap_generation(root: Path, table: str, new_gen: Path) -> Path | None:
+    """Atomically point ``<root>/<table>`` at ``new_gen``; returns the previous generation dir and
+    marks it superseded (for the delayed garbage collection)."""
+    old = current_generation(root, table)
+    tmp = staging_dir(root) / f"{table}.link.{uuid.uuid4().hex[:8]}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(new_gen, root), tmp)
+    os.replace(tmp, root / table)
+    fsync_dir(root)
+    if old is not None and old.is_dir() and old != new_gen:
+        (old / "_superseded").write_text(str(time.time()))
+    return old
+
+
+def new_generation_dir(root: Path, table: str) -> Path:
+    gens = generations(root, table)
+    n = (gens[-1][0] + 1) if gens else 1
+    p = data_dir(root, table) / f"g{n:06d}"
+    p.mkdir(parents=True)
+    return p
+
+
+def gc_generations(root: Path, table: str, grace_s: float = GENERATION_GRACE_S) -> int:
+    """Remove superseded generations older than ``grace_s`` and orphans (newer than the current one,
+    left by a crash mid-compaction). Caller holds the writer lock."""
+    cur = current_generation(root, table)
+    removed = 0
+    now = time.time()
+    for _n, p in generations(root, table):
+        if cur is not None and p == cur:
+            continue
+        marker = p / "_superseded"
+        if marker.exists():
+            try:
+                since = float(marker.read_text() or 0)
+            except ValueError:
+                since = 0.0
+            if now - since < grace_s:
+                continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def parquet_files(gen: Path | None) -> list[Path]:
+    if gen is None or not gen.is_dir():
+        return []
+    return sorted(p for p in gen.glob("*/*.parquet"))
+
+
+def write_file_atomic(root: Path, table: str, tbl: pa.Table, dest: Path) -> Path:
+    """Write ``tbl`` to staging, fsync, rename to ``dest`` (inside the warehouse), fsync its dir."""
+    _inside(root, dest)
+    st = staging_dir(root)
+    st.mkdir(parents=True, exist_ok=True)
+    tmp = st / f"{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
+    meta = dict(tbl.schema.metadata or {})
+    meta.update(file_metadata(table))
+    tbl = tbl.replace_schema_metadata(meta)
+    with open(tmp, "wb") as f:
+        pq.write_table(tbl, f, compression="zstd")
+        f.flush()
+        os.fsync(f.fileno())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    return dest
+
+
+def split_by_date(table: str, tbl: pa.Table, default: datetime) -> Iterator[tuple[str, pa.Table]]:
+    col = PARTITION_COLUMN[table]
+    ts = tbl.column(col)
+    ts = pc.fill_null(ts, pa.scalar(default, type=ts.type))
+    days = pc.strftime(ts, format="%Y-%m-%d")
+    for day in sorted(set(days.to_pylist())):
+        yield day, tbl.filter(pc.equal(days, day))
+
+
+def ensure_meta(root: Path) -> None:
+    meta = root / "_meta.json"
+    data: dict[str, Any] = {}
+    if meta.exists():
+        try:
+            data = json.loads(meta.read_text())
+        except ValueError:
+            data = {}
+        stored = data.get("schema_version")
+        if isinstance(stored, int) and stored > SCHEMA_VERSION:
+            raise WarehouseError(
+                f"warehouse {root} has schema version {stored}, newer than this newsmill ({SCHEMA_VERSION})"
+            )
+        if stored == SCHEMA_VERSION:
+            return
+    data.setdefault("created_at", utcnow().isoformat())
+    data["schema_version"] = SCHEMA_VERSION
+    data["tables"] = list(TABLES)
+    tmp = staging_dir(root) / f"_meta.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, meta)
+
+
+def ensure_tables(root: Path) -> None:
+    for t in TABLES:
+        if current_generation(root, t) is None:
+            swap_generation(root, t, new_generation_dir(root, t))
+
+
+# ---------------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    new_versions: int = 0
+    duplicate_versions: int = 0
+    pages: int = 0
+    removals: int = 0
+    blocks: int = 0
+    files: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedPage:
+    url: str
+    final_url: str | None
+    source: str | None
+    warc_file: str
+    warc_offset: int
+    fetched_at: datetime
+    run_id: str | None
+    warc_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow:
+    domain: str
+    block_hash: str
+    article_id: str
+    content_hash: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# lock
+
+
+class _Lock:
+    def __init__(self, root: Path, run_id: str, wait_s: float | None):
+        self.path = root / "_lock"
+        self.run_id = run_id
+        self.wait_s = wait_s
+        self.fd: int | None = None
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not info:
+            return "another process"
+        return (
+            f"pid {info.get('pid')} on {info.get('host')} (run {info.get('run_id')}, "
+            f"since {info.get('started')})"
+        )
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + (self.wait_s or 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if self.wait_s is None or time.monotonic() >= deadline:
+                    holder = self._holder()
+                    os.close(fd)
+                    waited = f" after waiting {self.wait_s:g}s" if self.wait_s else ""
+                    raise WarehouseLocked(
+                        f"warehouse {self.path.parent} is locked by {holder}{waited}; "
+                        f"only one writer at a time"
+                    ) from None
+                time.sleep(0.05)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": utcnow().isoformat(),
+            "run_id": self.run_id,
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.fsync(fd)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# warehouse
+
+
+class Warehouse:
+    """A warehouse directory. Reads go through DuckDB views (``warehouse.catalog``); writes through
+    ``writer(run_id)`` which holds the single-writer lock."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(os.path.abspath(root))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"cannot create warehouse directory {self.root}: {exc}") from exc
+
+    # -- writing --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer(self, run_id: str, *, wait_s: float | None = None) -> Iterator["WarehouseWriter"]:
+        """Take the single-writer lock (``<root>/_lock``) for the duration of the block. Raises
+        ``WarehouseLocked`` naming the holder (after waiting up to ``wait_s`` seconds when given)."""
+        lock = _Lock(self.root, str(run_id), wait_s)
+        lock.acquire()
+        try:
+            self._prepare()
+            yield WarehouseWriter(self, str(run_id))
+        finally:
+            try:
+                from warehouse.catalog import write_views_sql
+
+                write_views_sql(self.root)
+            except Exception:  # noqa: BLE001 - views.sql is a convenience; never mask the real error
+                pass
+            lock.release()
+
+    def _prepare(self) -> None:
+        st = staging_dir(self.root)
+        if st.exists():
+            shutil.rmtree(st, ignore_errors=True)
+        st.mkdir(parents=True, exist_ok=True)
+        ensure_meta(self.root)
+        ensure_tables(self.root)
+        for t in TABLES:
+            gc_generations(self.root, t)
+        from warehouse.catalog import write_views_sql
+
+        with contextlib.suppress(OSError):
+            write_views_sql(self.root)
+
+    def reset_fetch_state(self, *, wait_s: float | None = None, reason: str = "") -> str:
+        """Make the next run fetch every URL unconditionally (no If-None-Match / If-Modified-Since).
+        Recorded as a ``runs`` row with flow ``reset_fetch_state``; returns its run_id."""
+        run_id = "reset-" + utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+        with self.writer(run_id, wait_s=wait_s) as w:
+            w.reset_fetch_state(reason=reason)
+        return run_id
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def connect(self):
+        from warehouse.catalog import connect
+
+        return connect(self.root)
+
+    def done_batches(self, run_id: str) -> set[str]:
+        with contextlib.closing(self.connect()) as con:
+            rows = con.execute(
+                "SELECT DISTINCT batch_id FROM pages WHERE run_id = ? AND batch_id IS NOT NULL", [run_id]
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def conditional_state(self, urls: Iterable[str] | None = None) -> dict[str, tuple[str | None, str | None]]:
+        """``{url: (etag, last_modified)}`` from the latest ``ok`` pages row per URL since the last
+        ``reset_fetch_state`` (URLs without a validator are left out). ``urls=None``: all URLs."""
+        sql = "SELECT url, etag, last_modified FROM fetch_state WHERE (etag IS NOT NULL OR last_modified IS NOT NULL)"
+        params: list[Any] = []
+        if urls is not None:
+            urls = list(dict.fromkeys(urls))
+            if not urls:
+                return {}
+            sql += " AND url IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(urls)
+        with contextlib.closing(self.connect()) as con:
+            rows = con.execute(sql, params).fetchall()
+        return {u: (e, lm) for u, e, lm in rows}
+
+    def known_urls(self, kind: str | None = "article") -> set[str]:
+        """URLs (and their final URLs) fetched successfully (ok / not_modified), of ``kind``
+        (None: any kind)."""
+        sql = "SELECT url, final_url FROM pages WHERE outcome IN ('ok', 'not_modified')"
+        params: list[Any] = []
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        with contextlib.closing(self.connect()) as con:
+            rows = con.execute(f"SELECT DISTINCT * FROM ({sql})", params).fetchall()
+        out: set[str] = set()
+        for u, f in rows:
+            out.add(u)
+            if f:
+                out.add(f)
+        return out
+
+    def recurring_blocks(self, domains: Iterable[str], min_pages: int) -> dict[str, frozenset[str]]:
+        """Block hashes seen on >= ``min_pages`` distinct articles (distinct article_id and distinct
+        content_hash) per domain."""
+        domains = list(dict.fromkeys(domains))
+        if not domains:
+            return {}
+        with contextlib.closing(self.connect()) as con:
+            rows = con.execute(
+                """SELECT domain, block_hash FROM blocks
+                   WHERE domain IN (SELECT unnest(?::VARCHAR[]))
+                   GROUP BY domain, block_hash
+                   HAVING count(DISTINCT article_id) >= ? AND count(DISTINCT coalesce(content_hash, article_id)) >= ?""",
+                [domains, int(min_pages), int(min_pages)],
+            ).fetchall()
+        out: dict[str, set[str]] = {d: set() for d in domains}
+        for d, h in rows:
+            out[d].add(h)
+        return {d: frozenset(v) for d, v in out.items()}
+
+    def archived_pages(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        domain: str | None = None,
+    ) -> list[ArchivedPage]:
+        """Latest ``ok`` article fetch per URL that has a WARC location, fetched in [since, until)."""
+        conds = ["kind = 'article'", "outcome = 'ok'", "warc_file IS NOT NULL", "warc_offset IS NOT NULL"]
+        params: list[Any] = []
+        if source is not None:
+            conds.append("source = ?")
+            params.append(source)
+        sql = (
+            "SELECT url, final_url, source, warc_file, warc_offset, fetched_at, run_id, warc_length FROM pages WHERE "
+            + " AND ".join(conds)
+            + " QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC) = 1"
+        )
+        outer = []
+        if since is not None:
+            outer.append("fetched_at >= ?")
+            params.append(since)
+        if until is not None:
+            outer.append("fetched_at < ?")
+            params.append(until)
+        sql = f"SELECT * FROM ({sql})" + (" WHERE " + " AND ".join(outer) if outer else "") + " ORDER BY fetched_at, url"
+        with contextlib.closing(self.connect()) as con:
+            rows = con.execute(sql, params).fetchall()
+        out = [ArchivedPage(*r) for r in rows]
+        if domain:
+            dom = domain.lower().removeprefix("www.")
+            out = [
+                a
+                for a in out
+                if (d := domain_of(a.final_url or a.url)) == dom or d.endswith("." + dom)
+            ]
+        return out
+
+
+class WarehouseWriter:
+    """Obtained from ``Warehouse.writer(run_id)``; valid while the lock is held."""
+
+    def __init__(self, warehouse: Warehouse, run_id: str):
+        self.warehouse = warehouse
+        self.root = warehouse.root
+        self.run_id = run_id
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _write(self, table: str, tbl: pa.Table, batch_id: str, now: datetime) -> int:
+        if tbl.num_rows == 0:
+            return 0
+        gen = current_generation(self.root, table)
+        if gen is None:
+            ensure_tables(self.root)
+            gen = current_generation(self.root, table)
+        n = 0
+        for day, part in split_by_date(table, tbl, now):
+            name = f"part-{sanitize(self.run_id)}-{sanitize(batch_id)}-{uuid.uuid4().hex[:12]}.parquet"
+            write_file_atomic(self.root, table, part, gen / f"date={day}" / name)
+            n += 1
+        return n
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        batch_id: str,
+        pages: Iterable[PageLogEntry] = (),
+        articles: Iterable[Article] = (),
+        removals: Iterable[Removal] = (),
+        blocks: Mapping[str, Iterable[str]] | Iterable[Any] = (),
+        *,
+        processed_at: datetime | None = None,
+    ) -> BatchStats:
+        """Store one batch. ``blocks`` is either ``{url: block_hashes}`` (resolved against the
+        batch's articles: domain, article_id, content_hash) or an iterable of ``BlockRow``-like
+        records. Articles whose ``(article_id, content_hash, extractor_version)`` is already stored
+        are skipped; pages are written last (the batch counts as done once they are)."""
+        from warehouse.catalog import connect
+
+        batch_id = str(batch_id)
+        now = processed_at or utcnow()
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+        pages = list(pages)
+        removals = list(removals)
+
+        # ---- articles
+        by_key: dict[tuple, dict] = {}
+        for a in articles:
+            d = dict(a) if isinstance(a, Mapping) else {f.name: getattr(a, f.name) for f in dataclasses.fields(a)}
+            if not d.get("article_id"):
+                d["article_id"] = make_article_id(d.get("canonical_url") or d["url"])
+            d.setdefault("run_id", None)
+            d["run_id"] = d["run_id"] or self.run_id
+            d["processed_at"] = d.get("processed_at") or now
+            key = (d["article_id"], d.get("content_hash"), d.get("extractor_version") or "")
+            by_key.setdefault(key, d)
+        ids = sorted({k[0] for k in by_key})
+        urls = sorted({r.url for r in removals} | {d["url"] for d in by_key.values()})
+        existing: set[tuple] = set()
+        existing_blocks: set[tuple] = set()
+        stored_bp: dict[str, list[tuple]] = {}
+        if ids or urls:
+            with contextlib.closing(connect(self.root, tables=("article_versions", "blocks", "boilerplate"))) as con:
+                if ids:
+                    existing = set(
+                        con.execute(
+                            """SELECT DISTINCT article_id, content_hash, coalesce(extractor_version, '')
+                               FROM article_versions WHERE article_id IN (SELECT unnest(?::VARCHAR[]))""",
+                            [ids],
+                        ).fetchall()
+                    )
+                    existing_blocks = set(
+                        con.execute(
+                            """SELECT DISTINCT domain, block_hash, article_id, content_hash FROM blocks
+                               WHERE article_id IN (SELECT unnest(?::VARCHAR[]))""",
+                            [ids],
+                        ).fetchall()
+                    )
+                if urls:
+                    for u, k, r, t in con.execute(
+                        """SELECT url, kind, rule, text FROM boilerplate_all
+                           WHERE url IN (SELECT unnest(?::VARCHAR[]))
+                           QUALIFY processed_at = max(processed_at) OVER (PARTITION BY url)""",
+                        [urls],
+                    ).fetchall():
+                        stored_bp.setdefault(u, []).append((k, r, t))
+        new_rows = [d for k, d in by_key.items() if k not in existing]
+        dup = sum(1 for a in by_key if a in existing)
+
+        # ---- boilerplate: write a URL's removals only when they differ from the latest stored set
+        version_of = {d["url"]: d.get("extractor_version") for d in by_key.values()}
+        batch_bp: dict[str, list[Removal]] = {u: [] for u in version_of}
+        for r in removals:
+            batch_bp.setdefault(r.url, []).append(r)
+        bp_rows: list[dict] = []
+        for u, rs in batch_bp.items():
+            new_set = sorted((r.kind, r.rule, r.text) for r in rs)
+            old_set = sorted(x for x in stored_bp.get(u, []) if x[0] != BOILERPLATE_NONE)
+            if new_set == old_set:
+                continue  # unchanged since the latest stored extraction (or nothing, never stored)
+            if not rs:
+                # the latest extraction removed nothing: a marker hides the older removals
+                rs_rows = [dict(url=u, kind=BOILERPLATE_NONE, rule=BOILERPLATE_NONE, text="")]
+            else:
+                rs_rows = [dict(url=r.url, kind=r.kind, rule=r.rule, text=r.text, run_id=r.run_id) for r in rs]
+            for row in rs_rows:
+                row["run_id"] = row.get("run_id") or self.run_id
+                row["processed_at"] = now
+                row["extractor_version"] = version_of.get(u)
+                row["batch_id"] = batch_id
+                bp_rows.append(row)
+
+        # ---- blocks
+        block_rows: list[dict] = []
+        if isinstance(blocks, Mapping):
+            by_url = {d["url"]: d for d in by_key.values()}
+            for u, hashes in blocks.items():
+                d = by_url.get(u)
+                if d is None:
+                    continue
+                for h in dict.fromkeys(hashes):
+                    block_rows.append(
+                        dict(domain=d.get("domain") or domain_of(u), block_hash=h, article_id=d["article_id"],
+                             content_hash=d.get("content_hash"))
+                    )
+        else:
+            for b in blocks:
+                if isinstance(b, tuple) and not hasattr(b, "_asdict") and not hasattr(b, "__dataclass_fields__"):
+                    b = dict(zip(("domain", "block_hash", "article_id", "content_hash"), b))
+                elif not isinstance(b, Mapping):
+                    b = {f: getattr(b, f, None) for f in ("domain", "block_hash", "article_id", "content_hash")}
+                block_rows.append(dict(b))
+        seen: set[tuple] = set()
+        fresh_blocks = []
+        for b in block_rows:
+            key = (b.get("domain"), b.get("block_hash"), b.get("article_id"), b.get("content_hash"))
+            if key in existing_blocks or key in seen:
+                continue
+            seen.add(key)
+            b["run_id"] = b.get("run_id") or self.run_id
+            b["processed_at"] = now
+            fresh_blocks.append(b)
+
+        files = 0
+        files += self._write("article_versions", to_table("article_versions", new_rows), batch_id, now)
+        files += self._write("boilerplate", to_table("boilerplate", bp_rows), batch_id, now)
+        files += self._write("blocks", to_table("blocks", fresh_blocks), batch_id, now)
+        # pages LAST: their presence marks the batch done
+        files += self._write(
+            "pages", to_table("pages", pages, run_id=self.run_id, batch_id=batch_id), batch_id, now
+        )
+        return BatchStats(
+            new_versions=len(new_rows),
+            duplicate_versions=dup,
+            pages=len(pages),
+            removals=len(bp_rows),
+            blocks=len(fresh_blocks),
+            files=files,
+        )
+
+    def write_run(self, run: RunRecord) -> None:
+        """Append a runs row (call at start and at end; the ``runs`` view shows the latest per run_id)."""
+        now = utcnow()
+        tbl = to_table("runs", [run], written_at=now)
+        self._write("runs", tbl, "run", now)
+
+    def reset_fetch_state(self, reason: str = "") -> None:
+        now = utcnow()
+        self.write_run(
+            RunRecord(
+                run_id=self.run_id,
+                flow="reset_fetch_state",
+                started_at=now,
+                finished_at=now,
+                parameters=json.dumps({"reason": reason}),
+                counts="{}",
+            )
+        )
