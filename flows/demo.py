@@ -72,11 +72,25 @@ def _handler(site: Path, base_url_ref: list[str]):
     return Handler
 
 
+PREFERRED_PORT = 8719  # stable when free, so a second demo run requests the same URLs (conditional GETs)
+
+
+def _bind(host: str, handler, port: int | None) -> ThreadingHTTPServer:
+    for candidate in ([port] if port is not None else [PREFERRED_PORT, 0]):
+        try:
+            return ThreadingHTTPServer((host, candidate), handler)
+        except OSError:
+            if port is not None:
+                raise
+    raise OSError("no port")  # pragma: no cover - port 0 always binds
+
+
 @contextmanager
-def serve_site(site: Path = SITE_DIR, host: str = "127.0.0.1"):
-    """Serve ``site`` on a free port of ``host``; yields the base URL."""
+def serve_site(site: Path = SITE_DIR, host: str = "127.0.0.1", port: int | None = None):
+    """Serve ``site`` on ``host`` (port: the given one, else 8719 when free, else any free port);
+    yields the base URL."""
     ref = [""]
-    server = ThreadingHTTPServer((host, 0), _handler(site.resolve(), ref))
+    server = _bind(host, _handler(site.resolve(), ref), port)
     server.daemon_threads = True
     ref[0] = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="demo-site", daemon=True)
