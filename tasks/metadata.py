@@ -388,7 +388,7 @@ def _strip_site_suffix(title: str, site: str | None) -> str:
     # no site name known: drop a short last segment after " | "
     if " | " in title:
         head, _, tail = title.rpartition(" | ")
-        if len(tail.split()) <= 4 and len(head) > len(tail):
+        if len(tail.split()) <= 4 and len(head.split()) >= 2:
             return head.strip()
     return title
 
