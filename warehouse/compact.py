@@ -1,0 +1,322 @@
+"""Compaction and takedowns, both consistent for concurrent readers.
+
+Readers glob the files of one *generation* directory (``catalog.connect`` resolves the
+``<root>/<table>`` symlink once per connection). Both operations below take the writer lock and build
+a **new generation**: untouched files are hard-linked, merged/rewritten files are written to
+``_staging``, fsynced and renamed in; then the table symlink is swapped atomically
+(``os.replace``). A reader therefore sees either the old file set or the new one — never the merged
+file next to its sources (duplicates) and never a removed file (gaps).
+
+* ``compact`` keeps the superseded generation for ``grace_s`` seconds (live readers may still be
+  scanning it); the next writer/compaction removes it.
+* ``delete_url`` (takedown) removes superseded generations of the affected tables immediately —
+  the data must be gone from disk; a reader still scanning the old snapshot may get an I/O error,
+  never wrong rows. WARC files holding the article's records are rewritten **under a new name**
+  (``<stem>.d<id>.warc.gz``, all other records copied byte-for-byte, each record is its own gzip
+  member) and the remaining pages rows are updated to the new ``warc_file`` and ``warc_offset``
+  (``warc_length`` is unchanged), so ``tasks.archive.read_record(root, warc_file, warc_offset)``
+  keeps working; the old WARC file is unlinked after the swap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tasks.errors import WarehouseError
+from tasks.urls import article_id as make_article_id
+from warehouse.schema import SCHEMAS, TABLES
+from warehouse.store import (
+    GENERATION_GRACE_S,
+    Warehouse,
+    current_generation,
+    fsync_dir,
+    gc_generations,
+    generations,
+    new_generation_dir,
+    staging_dir,
+    swap_generation,
+    utcnow,
+    write_file_atomic,
+)
+
+__all__ = ["compact", "delete_url"]
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+        with open(dst, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _partitions(gen: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for p in sorted(gen.glob("*/*.parquet")):
+        out.setdefault(p.parent.name, []).append(p)
+    return out
+
+
+def _conform(table: str, tbl: pa.Table) -> pa.Table:
+    """Current schema column order (missing columns as NULL), unknown extra columns kept at the end."""
+    schema = SCHEMAS[table]
+    cols, fields = [], []
+    for f in schema:
+        if f.name in tbl.column_names:
+            c = tbl.column(f.name)
+            try:
+                c = c.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                f = pa.field(f.name, c.type)
+        else:
+            c = pa.nulls(tbl.num_rows, type=f.type)
+        cols.append(c)
+        fields.append(pa.field(f.name, c.type))
+    for name in tbl.column_names:
+        if name not in schema.names and name != "date":
+            cols.append(tbl.column(name))
+            fields.append(pa.field(name, tbl.column(name).type))
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+def _read(path: Path) -> pa.Table:
+    return pq.read_table(path, partitioning=None)
+
+
+def _finish_generation(root: Path, table: str, new_gen: Path) -> None:
+    for d in new_gen.iterdir():
+        if d.is_dir():
+            fsync_dir(d)
+    fsync_dir(new_gen)
+    swap_generation(root, table, new_gen)
+
+
+def compact(
+    root: str | os.PathLike,
+    table: str | None = None,
+    *,
+    grace_s: float = GENERATION_GRACE_S,
+    wait_s: float | None = None,
+) -> dict[str, Any]:
+    """Merge the files of each partition (``date=...``) into one file per partition, for ``table``
+    or every table. Returns ``{table: {partitions, merged_partitions, files_before, files_after,
+    rows, generation}}``. Takes the writer lock (``WarehouseLocked`` if a run is writing)."""
+    tables = list(TABLES) if table is None else [table]
+    for t in tables:
+        if t not in SCHEMAS:
+            raise WarehouseError(f"unknown table {t!r}: one of {', '.join(TABLES)}")
+    wh = Warehouse(root)
+    report: dict[str, Any] = {}
+    with wh.writer("compact-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s=wait_s):
+        for t in tables:
+            gen = current_generation(wh.root, t)
+            parts = _partitions(gen) if gen else {}
+            before = sum(len(v) for v in parts.values())
+            info = {"partitions": len(parts), "merged_partitions": 0, "files_before": before,
+                    "files_after": before, "rows": 0, "generation": gen.name if gen else None}
+            if not any(len(v) > 1 for v in parts.values()):
+                info["removed_generations"] = gc_generations(wh.root, t, grace_s)
+                report[t] = info
+                continue
+            new_gen = new_generation_dir(wh.root, t)
+            after = 0
+            for part, files in parts.items():
+                if len(files) == 1:
+                    _link(files[0], new_gen / part / files[0].name)
+                    after += 1
+                    info["rows"] += pq.ParquetFile(files[0]).metadata.num_rows
+                    continue
+                tbls = [_conform(t, _read(f)) for f in files]
+                merged = pa.concat_tables(tbls, promote_options="permissive")
+                name = f"part-compacted-{uuid.uuid4().hex[:12]}.parquet"
+                write_file_atomic(wh.root, t, merged, new_gen / part / name)
+                info["merged_partitions"] += 1
+                info["rows"] += merged.num_rows
+                after += 1
+            _finish_generation(wh.root, t, new_gen)
+            info["files_after"] = after
+            info["generation"] = new_gen.name
+            info["removed_generations"] = gc_generations(wh.root, t, grace_s)
+            report[t] = info
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# takedown
+
+
+def _rewrite_warc(root: Path, rel: str, drop_offsets: set[int], drop_uris: set[str]) -> tuple[str, dict[int, int], int]:
+    """Copy ``rel`` without the dropped records to a new file; returns (new_rel, {old: new offset},
+    records dropped)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    src = (root / rel).resolve()
+    if os.path.commonpath([str(root.resolve()), str(src)]) != str(root.resolve()):
+        raise WarehouseError(f"WARC path outside the warehouse: {rel}")
+    spans: list[tuple[int, int, bool]] = []
+    with open(src, "rb") as f:
+        it = ArchiveIterator(f)
+        for rec in it:
+            uri = rec.rec_headers.get_header("WARC-Target-URI")
+            off = it.get_record_offset()
+            length = it.get_record_length()
+            spans.append((off, length, off in drop_offsets or (uri is not None and uri in drop_uris)))
+    dropped = sum(1 for s in spans if s[2])
+    name = src.name
+    stem = name[: -len(".warc.gz")] if name.endswith(".warc.gz") else src.stem
+    new_name = f"{stem}.d{uuid.uuid4().hex[:8]}.warc.gz"
+    st = staging_dir(root)
+    st.mkdir(parents=True, exist_ok=True)
+    tmp = st / (new_name + ".tmp")
+    mapping: dict[int, int] = {}
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        for off, length, drop in spans:
+            if drop:
+                continue
+            fin.seek(off)
+            mapping[off] = fout.tell()
+            fout.write(fin.read(length))
+        fout.flush()
+        os.fsync(fout.fileno())
+    dest = src.parent / new_name
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    new_rel = os.path.relpath(dest, root.resolve())
+    return new_rel, mapping, dropped
+
+
+def _isin(tbl: pa.Table, col: str, values: Iterable[str]) -> pa.ChunkedArray:
+    if col not in tbl.column_names:
+        return pa.chunked_array([pa.array([False] * tbl.num_rows)])
+    return pc.fill_null(pc.is_in(tbl.column(col), value_set=pa.array(sorted(values), type=pa.string())), False)
+
+
+def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None) -> dict[str, Any]:
+    """Takedown of one article: remove its rows from article_versions, boilerplate, blocks and pages
+    (matched by url, final_url, canonical_url and article_id) and its raw WARC records. Returns counts."""
+    from warehouse.catalog import connect
+
+    wh = Warehouse(root)
+    root = wh.root
+    report: dict[str, Any] = {"url": url, "rows": {}, "warc_records": 0, "warc_files": 0}
+    with wh.writer("delete-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s=wait_s):
+        with contextlib.closing(connect(root)) as con:
+            aid = make_article_id(url)
+            urls = {url}
+            ids: set[str] = set()
+            for _ in range(2):  # url -> versions -> their urls/canonicals -> pages (final_url) -> ...
+                rows = con.execute(
+                    """SELECT DISTINCT article_id, url, canonical_url FROM article_versions
+                       WHERE article_id = ? OR url IN (SELECT unnest(?::VARCHAR[]))
+                          OR canonical_url IN (SELECT unnest(?::VARCHAR[]))""",
+                    [aid, sorted(urls), sorted(urls)],
+                ).fetchall()
+                for i, u, c in rows:
+                    ids.add(i)
+                    urls.update(x for x in (u, c) if x)
+                for u, fu in con.execute(
+                    """SELECT DISTINCT url, final_url FROM pages WHERE url IN (SELECT unnest(?::VARCHAR[]))
+                       OR final_url IN (SELECT unnest(?::VARCHAR[]))""",
+                    [sorted(urls), sorted(urls)],
+                ).fetchall():
+                    urls.update(x for x in (u, fu) if x)
+            warc_refs = con.execute(
+                """SELECT warc_file, list(DISTINCT warc_offset) FROM pages
+                   WHERE (url IN (SELECT unnest(?::VARCHAR[])) OR final_url IN (SELECT unnest(?::VARCHAR[])))
+                     AND warc_file IS NOT NULL GROUP BY warc_file""",
+                [sorted(urls), sorted(urls)],
+            ).fetchall()
+        report["article_ids"] = sorted(ids)
+
+        # 1. WARC files: rewritten copies under new names (old ones unlinked after the table swap)
+        remap: dict[str, tuple[str, dict[int, int]]] = {}
+        for rel, offsets in warc_refs:
+            if not (root / rel).exists():
+                continue
+            new_rel, mapping, dropped = _rewrite_warc(root, rel, {o for o in offsets if o is not None}, urls)
+            remap[rel] = (new_rel, mapping)
+            report["warc_records"] += dropped
+            report["warc_files"] += 1
+
+        # 2. tables: new generation with the affected files rewritten
+        def drop_mask(t: str, tbl: pa.Table) -> pa.ChunkedArray | None:
+            if t == "article_versions":
+                m = pc.or_(_isin(tbl, "article_id", ids), _isin(tbl, "url", urls))
+                return pc.or_(m, _isin(tbl, "canonical_url", urls))
+            if t == "boilerplate":
+                return _isin(tbl, "url", urls)
+            if t == "blocks":
+                return _isin(tbl, "article_id", ids)
+            if t == "pages":
+                return pc.or_(_isin(tbl, "url", urls), _isin(tbl, "final_url", urls))
+            return None
+
+        key_cols = {"article_versions": ["article_id", "url", "canonical_url"], "boilerplate": ["url"],
+                    "blocks": ["article_id"], "pages": ["url", "final_url", "warc_file"]}
+        changed: list[str] = []
+        for t, cols in key_cols.items():
+            gen = current_generation(root, t)
+            if gen is None:
+                continue
+            plan: list[tuple[Path, bool]] = []
+            for f in sorted(gen.glob("*/*.parquet")):
+                pf = pq.ParquetFile(f)
+                have = [c for c in cols if c in pf.schema_arrow.names]
+                keys = pf.read(columns=have)
+                hit = pc.any(drop_mask(t, keys)).as_py() or False
+                if t == "pages" and remap and "warc_file" in have:
+                    hit = hit or bool(pc.any(_isin(keys, "warc_file", remap)).as_py())
+                plan.append((f, bool(hit)))
+            if not any(h for _f, h in plan):
+                report["rows"][t] = 0
+                continue
+            new_gen = new_generation_dir(root, t)
+            removed = 0
+            for f, hit in plan:
+                dest = new_gen / f.parent.name / f.name
+                if not hit:
+                    _link(f, dest)
+                    continue
+                tbl = _read(f)
+                mask = drop_mask(t, tbl)
+                removed += int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
+                tbl = tbl.filter(pc.invert(mask))
+                if t == "pages" and remap and tbl.num_rows:
+                    files = tbl.column("warc_file").to_pylist()
+                    offs = tbl.column("warc_offset").to_pylist()
+                    for i, (wf, off) in enumerate(zip(files, offs)):
+                        if wf in remap:
+                            new_rel, mapping = remap[wf]
+                            files[i] = new_rel
+                            offs[i] = mapping.get(off) if off is not None else None
+                    tbl = tbl.set_column(tbl.schema.get_field_index("warc_file"), "warc_file", pa.array(files, pa.string()))
+                    tbl = tbl.set_column(tbl.schema.get_field_index("warc_offset"), "warc_offset", pa.array(offs, pa.int64()))
+                if tbl.num_rows:
+                    write_file_atomic(root, t, tbl, new_gen / f.parent.name / f"part-d{uuid.uuid4().hex[:8]}-{f.name.removeprefix('part-')}")
+            _finish_generation(root, t, new_gen)
+            report["rows"][t] = removed
+            changed.append(t)
+
+        # 3. the data must be gone: drop every superseded generation of changed tables now
+        for t in changed:
+            cur = current_generation(root, t)
+            for _n, p in generations(root, t):
+                if p != cur:
+                    shutil.rmtree(p, ignore_errors=True)
+        for rel in remap:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(root / rel)
+        report["tables"] = changed
+    return report
