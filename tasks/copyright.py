@@ -29,8 +29,10 @@ URL when the type is stated ("CC BY-NC-ND 4.0", "Creative Commons Attribution-No
 version 4.0 when none is given); "a Creative Commons license" alone gives None.
 
 ``syndicated``: True when the holder is not the publishing site (compared loosely with the site name and
-the domain: case, "The", punctuation, legal forms ignored; token containment and acronym/domain-label
-matches count as the same party), False when it is, None when there is no holder.
+the domain: case, "The", punctuation, legal forms ignored; token containment, a shared distinctive word
+("Ediciones del Valle" / "Diario del Valle") and acronym/domain-label matches count as the same party),
+False when it is (always False for a footer notice: the footer names the site's own operator), None when
+there is no holder.
 
 Errors are values: nothing here raises on odd data.
 """
@@ -87,7 +89,8 @@ _RIGHTS = re.compile(
 _TAILS = re.compile(
     r"\b(?:to\s+see\s+more|for\s+more|visit\s+|used\s+with\s+permission|reprinted\s+with|this\s+material"
     r"|may\s+not\s+be|distributed\s+by|privacy|terms\s+of|impressum|datenschutz|aviso\s+legal"
-    r"|mentions\s+l[ée]gales|powered\s+by|or\s+its\s+affiliat\w*|and/or\s+its|and\s+its\s+licensors)\b.*$",
+    r"|mentions\s+l[ée]gales|powered\s+by|or\s+its\s+affiliat\w*|and/or\s+its|and\s+its\s+licensors"
+    r"|a\s+(?:division|subsidiary|unit|member|service)\s+of|part\s+of|an?\s+\w+\s+company)\b.*$",
     re.I,
 )
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
@@ -216,6 +219,9 @@ def license_from_text(text: str | None) -> str | None:
         if ver:
             window = window[: ver.end()]
         parts = [k for k, pat in _CC_WORDS.items() if re.search(pat, window)]
+        code = re.match(r"[\s(]*(?:licen[cs]e\s+|licencia\s+|lizenz\s+)?(by(?:[\s-]+(?:nc|nd|sa)){0,2})\b", window)
+        if not parts and code:
+            parts = re.split(r"[\s-]+", code.group(1))
         if parts:
             return _cc_url(parts, ver.group(1) if ver else None)
     return None
@@ -267,6 +273,7 @@ def normalize_holder(text: Any) -> str | None:
     s = re.sub(r"\s+", " ", s).strip(" .,;:-–—|·•/")
     s = _TAILS.sub("", s).strip(" .,;:-–—|·•/")
     s = _cut_sentence(s).strip(" .,;:-–—|·•/")
+    s = re.sub(r",[^,]*\d.*$", "", s)  # "dpa-infocom, dpa:260114-99-123456/3": an id after the name
     s = re.sub(r"^(?:by|por|von|par)\s+", "", s, flags=re.I)
     prev = None
     while prev != s:
@@ -277,10 +284,13 @@ def normalize_holder(text: Any) -> str | None:
     return s
 
 
-def _holderish(name: str | None) -> bool:
-    """A plausible organisation/person name, not a piece of prose."""
+def _holderish(name: str | None, *, strict: bool = True) -> bool:
+    """A plausible organisation/person name, not a piece of prose. Not strict (after a © sign): up to
+    three words in any case ("© dpa", "© npr.org")."""
     if not name:
         return False
+    if not strict and len(name.split()) <= 3:
+        return True
     for w in name.split():
         wl = w.lower().strip(".,'’\"")
         if not wl or wl in _CONNECTORS:
@@ -330,7 +340,7 @@ def match_copyright_line(text: str) -> CopyrightInfo | None:
         year = _latest_year(head) or (_latest_year(rest) if not head else None)
         holder_raw = _YEAR_RANGE.sub(" ", head)
         holder = normalize_holder(holder_raw)
-        if holder and not _holderish(holder):
+        if holder and not _holderish(holder, strict=word_mark):
             return None
         if holder is None and year is None and not _RIGHTS.search(rest):
             return None
@@ -521,6 +531,15 @@ def _from_footer(page: ParsedPage) -> CopyrightInfo | None:
 # ---------------------------------------------------------------------------------------------------
 # the same party?
 
+_GENERIC_TOKENS = {
+    "and", "of", "for", "de", "del", "la", "y", "und", "et", "du", "des", "der", "die", "das",
+    "news", "daily", "times", "post", "press", "media", "group", "radio", "public", "tv", "television",
+    "network", "journal", "herald", "chronicle", "tribune", "gazette", "review", "magazine", "online",
+    "digital", "publishing", "publications", "company", "holdings", "newspapers", "newspaper", "wire",
+    "service", "agency", "report", "diario", "periódico", "ediciones", "editorial", "grupo", "prensa",
+    "noticias", "verlag", "zeitung", "nachrichten", "medien", "journal", "quotidien", "éditions",
+    "presse", "groupe", "le", "el", "city", "county", "national", "international", "new", "world",
+}
 _STOP_TOKENS = {"the", "a", "an", "el", "la", "los", "las", "der", "die", "das", "le", "les", "l"}
 
 
@@ -561,6 +580,9 @@ def same_party(holder: str, site_name: str | None, domain: str | None = None) ->
             if len(ht) == 1 and len(ht[0]) >= 2 and ht[0] == "".join(t[0] for t in st if t not in {"and", "of"}):
                 return True
             if len(st) == 1 and len(initials) >= 2 and st[0] == initials:
+                return True
+            # a shared distinctive word: "Ediciones del Valle" runs "Diario del Valle"
+            if (hs & ss) - _GENERIC_TOKENS:
                 return True
     label = _domain_label(domain)
     if label:
@@ -609,7 +631,9 @@ def find_copyright(page: ParsedPage, metadata: Metadata | None, body_lines: list
                 year = c.year
                 break
     syndicated = None
-    if primary.holder:
+    if primary.holder and primary.source == "footer":
+        syndicated = False  # the site's own footer names the site's operator, by definition not syndication
+    elif primary.holder:
         site = site_name or (metadata.site_name if metadata else None)
         url = (metadata.canonical_url if metadata else None) or page.url
         try:
