@@ -49,6 +49,8 @@ def add_commands(sub, wh_help: str) -> None:
     s.add_argument("--warehouse", help=wh_help)
     s.set_defaults(func=cmd_delete)
 
+    _add_reprocess_commands(sub, wh_help)
+
 
 # ---------------------------------------------------------------------------------------------- commands
 
@@ -182,3 +184,10 @@ def cmd_delete(args) -> int:
     result = delete_url(root, args.url)
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _add_reprocess_commands(sub, wh_help: str) -> None:
+    """``reprocess`` and ``import-warc`` (defined in ``flows.reprocess``)."""
+    from flows.reprocess import add_cli
+
+    add_cli(sub, wh_help)
