@@ -87,7 +87,7 @@ import httpcore
 import httpx
 
 from tasks.config import FetchSettings
-from tasks.records import FetchResult, PageLogEntry
+from tasks.records import PAGE_KINDS, FetchResult, PageLogEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     from tasks.archive import WarcArchive
@@ -641,6 +641,7 @@ class _HostState:
         self.sem = threading.BoundedSemaphore(per_host_concurrency)
         self.lock = threading.Lock()
         self.next_start = 0.0
+        self.last_start: float | None = None
         self.gap = 0.0
 
 
@@ -711,7 +712,8 @@ class Fetcher:
         return rows
 
     def robots_sitemaps(self, url: str) -> list[str]:
-        """``Sitemap:`` URLs of the robots.txt of ``url``'s host (fetched once per run)."""
+        """``Sitemap:`` URLs of the robots.txt of ``url``'s host (fetched once per run, also when
+        ``respect_robots`` is off: it is then used for discovery only)."""
         parts = urlsplit(url)
         if parts.scheme.lower() not in ALLOWED_SCHEMES or not parts.hostname:
             return []
@@ -725,6 +727,9 @@ class Fetcher:
     def fetch_raw(self, url: str, *, kind: str = "article", source: str | None = None,
                   conditional: Conditional | None = None) -> tuple[FetchResult, bytes | None]:
         """Like ``fetch`` and also the body bytes (Content-Encoding removed) when the outcome is ok."""
+        if kind not in PAGE_KINDS:
+            raise ValueError(f"kind must be one of {PAGE_KINDS}, got {kind!r}")
+        source = getattr(source, "name", source)  # a Source object is accepted for its name
         started = self._clock()
         fetched_at = self._now()
         try:
@@ -923,19 +928,29 @@ class Fetcher:
                 self._stats["retries"] += 1
             self._sleep(max(0.0, delay))
 
-    def _wait_turn(self, st: _HostState) -> None:
-        with st.lock:
-            now = self._clock()
-            start = max(now, st.next_start)
-            st.next_start = start + st.gap
-        if start > now:
-            self._sleep(start - now)
+    def _acquire_turn(self, st: _HostState) -> None:
+        """Wait for the host's next start slot, then take a global slot. The slot is claimed only while
+        holding the global slot, so request starts to one host are never closer than the gap, and no
+        global slot is held while sleeping."""
+        while True:
+            with st.lock:
+                wait_s = st.next_start - self._clock()
+            if wait_s > 0:
+                self._sleep(wait_s)
+            self._global.acquire()
+            with st.lock:
+                now = self._clock()
+                if now >= st.next_start:
+                    st.last_start = now
+                    st.next_start = now + st.gap
+                    return
+            self._global.release()
 
     def _attempt(self, url: str, netloc: str, kind: str, conditional: Conditional | None) -> _Attempt:
         st = self._host(netloc)
         with st.sem:
-            self._wait_turn(st)
-            with self._global:
+            self._acquire_turn(st)
+            try:
                 with self._lock:
                     self._stats["requests"] += 1
                     if kind == "robots":
@@ -946,6 +961,8 @@ class Fetcher:
                     return self._request(url, kind, conditional)
                 finally:
                     _deadline.value = None
+            finally:
+                self._global.release()
 
     @staticmethod
     def _left() -> float:
@@ -1117,6 +1134,8 @@ class Fetcher:
             st = self._host(netloc)
             with st.lock:
                 st.gap = max(self.settings.per_host_delay_s, min(rules.crawl_delay, self.settings.max_crawl_delay_s))
+                if st.last_start is not None:  # the robots.txt request itself counts
+                    st.next_start = max(st.next_start, st.last_start + st.gap)
         return rules
 
 

@@ -1,0 +1,157 @@
+"""WARC archive writer and readers."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import threading
+import tracemalloc
+from datetime import datetime, timezone
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from tasks.archive import RawRecord, Skipped, WarcArchive, decode_record, iter_warc_records, read_record
+
+T = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
+HTML = b"<html><body><p>hello</p></body></html>"
+
+
+def test_write_read_by_offset_and_seal(tmp_path):
+    arc = WarcArchive(tmp_path, "run7")
+    locs = [arc.write_response(f"http://a.example/{i}", 200, [("Content-Type", "text/html")], HTML + bytes([65 + i]),
+                               T) for i in range(3)]
+    rel = locs[0][0]
+    assert rel.startswith("raw/date=2025-06-15/run7-") and rel.endswith(".warc.gz")
+    assert not (tmp_path / rel).exists() and (tmp_path / (rel + ".open")).exists()
+    assert list(tmp_path.glob("raw/*/*.warc.gz")) == []  # readers globbing never see the open file
+    arc.close()
+    assert (tmp_path / rel).exists() and not (tmp_path / (rel + ".open")).exists()
+    for i, (path, offset, length) in enumerate(locs):
+        rec = read_record(tmp_path, path, offset)
+        assert rec.url == f"http://a.example/{i}" and rec.status == 200 and rec.body == HTML + bytes([65 + i])
+        assert rec.fetched_at == T
+        # each record is one gzip member: the slice alone decompresses
+        with open(tmp_path / path, "rb") as fh:
+            fh.seek(offset)
+            member = gzip.decompress(fh.read(length))
+        assert member.startswith(b"WARC/1") and member.rstrip().endswith(HTML + bytes([65 + i]))
+
+
+def test_raw_encoded_body_and_chunked_header(tmp_path):
+    arc = WarcArchive(tmp_path, "r")
+    body = gzip.compress(HTML)
+    path, off, _ = arc.write_response("http://a.example/", 200, [("Content-Type", "text/html"),
+                                                                ("Content-Encoding", "gzip"),
+                                                                ("Transfer-Encoding", "chunked")], body, T)
+    arc.close()
+    rec = read_record(tmp_path, path, off)
+    assert rec.body == HTML
+    names = [k.lower() for k, _ in rec.headers]
+    assert "transfer-encoding" not in names and "x-crawler-transfer-encoding" in names
+
+
+def test_rotation_and_date_partition(tmp_path):
+    arc = WarcArchive(tmp_path, "r", max_file_bytes=2000)
+    big = b"<html>" + os.urandom(3000) + b"</html>"
+    paths = {arc.write_response("http://a.example/", 200, [("Content-Type", "text/html")], big, T)[0]
+             for _ in range(4)}
+    other_day = arc.write_response("http://a.example/", 200, [], HTML, datetime(2025, 6, 16, tzinfo=timezone.utc))
+    arc.close()
+    assert len(paths) >= 3
+    assert other_day[0].startswith("raw/date=2025-06-16/")
+    assert not list(tmp_path.rglob("*.open"))
+
+
+def test_thread_safe_writes(tmp_path):
+    arc = WarcArchive(tmp_path, "r")
+    out = []
+
+    def work(n):
+        for i in range(20):
+            out.append((n, i, arc.write_response(f"http://a.example/{n}/{i}", 200, [("Content-Type", "text/html")],
+                                                 HTML, T)))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    arc.close()
+    for n, i, (path, off, _) in out:
+        assert read_record(tmp_path, path, off).url == f"http://a.example/{n}/{i}"
+
+
+def _cc_news_like(path, n_html=3):
+    """A WARC like CC-NEWS: warcinfo, request+response pairs, a PDF, a 404, a truncated record."""
+    with open(path, "wb") as fh:
+        w = WARCWriter(fh, gzip=str(path).endswith(".gz"))
+        w.write_record(w.create_warcinfo_record("x.warc.gz", {"software": "test"}))
+
+        def resp(url, ctype, body, status="200 OK", date="2025-06-15T10:00:00Z", extra=None):
+            http = StatusAndHeaders(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))],
+                                    protocol="HTTP/1.1")
+            headers = {"WARC-Date": date, **(extra or {})}
+            w.write_record(w.create_warc_record(url, "request", payload=io.BytesIO(b"GET / HTTP/1.1\r\n\r\n"),
+                                                warc_headers_dict={"WARC-Date": date}))
+            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(body), length=len(body),
+                                                http_headers=http, warc_headers_dict=headers))
+
+        for i in range(n_html):
+            resp(f"https://www.news.example/a/{i}", "text/html; charset=utf-8", HTML)
+        resp("https://other.example/x", "text/html", HTML, date="2025-06-01T00:00:00Z")
+        resp("https://www.news.example/doc.pdf", "application/pdf", b"%PDF-1.4")
+        resp("https://www.news.example/missing", "text/html", b"<html>404</html>", status="404 Not Found")
+        resp("https://www.news.example/cut", "text/html", HTML, extra={"WARC-Truncated": "length"})
+        resp("https://www.news.example/cp", "text/html",
+             b'<meta charset="windows-1252"><p>\x93hi\x94 caf\xe9</p>')
+
+
+def test_iter_warc_records_cc_news_like(tmp_path):
+    for name in ("cc.warc.gz", "cc.warc"):
+        p = tmp_path / name
+        _cc_news_like(p)
+        got = list(iter_warc_records(p))
+        recs = [g for g in got if isinstance(g, RawRecord)]
+        skipped = sorted((s.url.rsplit("/", 1)[1], s.reason) for s in got if isinstance(s, Skipped))
+        assert len(recs) == 5
+        assert skipped == [("cut", "truncated"), ("doc.pdf", "not_html"), ("missing", "http_status")]
+        cp = next(r for r in recs if r.url.endswith("/cp"))
+        text, enc = decode_record(cp)
+        assert enc == "cp1252" and "\u201chi\u201d café" in text
+
+
+def test_iter_warc_records_filters(tmp_path):
+    p = tmp_path / "cc.warc.gz"
+    _cc_news_like(p)
+    only = [g for g in iter_warc_records(p, domains=["news.example"]) if isinstance(g, RawRecord)]
+    assert {r.url.split("/")[2] for r in only} == {"www.news.example"}
+    since = datetime(2025, 6, 10, tzinfo=timezone.utc)
+    recent = [g for g in iter_warc_records(p, since=since) if isinstance(g, RawRecord)]
+    assert all("other.example" not in r.url for r in recent) and len(recent) == 4
+    until = [g for g in iter_warc_records(p, until=since) if isinstance(g, RawRecord)]
+    assert [r.url for r in until] == ["https://other.example/x"]
+
+
+def test_torn_file_yields_skipped_not_crash(tmp_path):
+    p = tmp_path / "torn.warc.gz"
+    _cc_news_like(p)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) - 40])
+    got = list(iter_warc_records(p))
+    assert any(isinstance(g, RawRecord) for g in got)
+    assert isinstance(got[-1], Skipped) and got[-1].reason == "truncated"
+
+
+def test_iteration_memory_is_flat(tmp_path):
+    p = tmp_path / "many.warc.gz"
+    _cc_news_like(p, n_html=800)
+    tracemalloc.start()
+    n = 0
+    for g in iter_warc_records(p):
+        n += isinstance(g, RawRecord)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 802
+    assert peak < 8 * 1024 * 1024
