@@ -449,6 +449,8 @@ _WIRE_NAMES = {
     "dpa", "efe", "ansa", "epa", "upi", "bloomberg", "cnn", "npr", "bbc", "pa", "pa media",
     "europa press", "kna", "epd", "kyodo", "xinhua", "staff", "staff reports", "wire reports",
 }
+_TRAILING_WIRE = re.compile(
+    r"\s+(?:the\s+)?(?:associated\s+press|ap|reuters|afp|dpa|efe|bloomberg(?:\s+news)?|npr|upi)\s*$", re.I)
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
 _URLISH = re.compile(r"(?:https?://|www\.)\S+|\S+\.(?:com|org|net|de|es|fr|co\.uk)(?:/\S*)?\b", re.I)
 _PAREN = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*")
@@ -519,9 +521,10 @@ def _split_byline(raw: str) -> list[str]:
     out: list[str] = []
     for part in _SPLIT.split(s):
         part = _BY_PREFIX.sub("", part.strip())
+        part = _TRAILING_WIRE.sub("", part)  # "TERESA ALVARADO Associated Press"
         part = _normalise_name(part)
-        if not part or _is_role_segment(part):
-            continue
+        if not part or _is_role_segment(part) or re.match(r"(?:the|el|la|der|die|das|le|les)\s", part, re.I):
+            continue  # an organisation ("The Open Ledger"), not a person
         if _looks_like_name(part):
             out.append(part)
     return out
