@@ -100,3 +100,55 @@ def test_every_configured_site_has_a_fixture():
     missing = sorted(d for d in site_domains
                      if not any(f == d or f.endswith("." + d) for f in fixture_domains))
     assert not missing, f"config/sites/ domains without a fixture in tests/fixtures/pages/: {missing}"
+
+
+# ---- the bundled demo site (config/demo/site), without a server ----------------------------------------
+
+DEMO_SITE = Path(__file__).resolve().parent.parent / "config" / "demo" / "site"
+DEMO_BASE = "http://127.0.0.1:8719"
+SEED = Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "000_79dfae7a4934c738.txt"
+SEED_BOILERPLATE = ("300x250 Ad", "Support quality journalism", "Copyright 2019 NPR", "To see more, visit")
+
+
+def _demo_articles(engine):
+    extract_page, rules, settings = engine
+    out = {}
+    for f in sorted(DEMO_SITE.rglob("*.html")):
+        if f.parent == DEMO_SITE:  # the site's index page, not an article
+            continue
+        url = DEMO_BASE + "/" + f.relative_to(DEMO_SITE).as_posix()
+        html = f.read_text(encoding="utf-8").replace("{base_url}", DEMO_BASE)
+        out[url] = extract_page(html, url, rules=rules, settings=settings)
+    return out
+
+
+def test_demo_site_pages_extract(engine):
+    results = _demo_articles(engine)
+    arts = [r.article for r in results.values() if r.article is not None]
+    assert len(arts) >= 8, {u: (r.outcome, r.error) for u, r in results.items() if r.article is None}
+    assert len({a.language for a in arts}) >= 2
+    assert all(a.title and a.published_at and a.canonical_url.startswith(DEMO_BASE) for a in arts)
+    feed = (DEMO_SITE / "feed.xml").read_text(encoding="utf-8")
+    sitemap = (DEMO_SITE / "sitemap.xml").read_text(encoding="utf-8")
+    assert "{base_url}/feed.xml" not in feed and feed.count("<item>") > len(arts)  # + non-article entries
+    assert sitemap.count("<loc>{base_url}/") == len(arts)
+    assert "Sitemap: {base_url}/sitemap.xml" in (DEMO_SITE / "robots.txt").read_text(encoding="utf-8")
+
+
+def test_demo_seed_story_is_clean(engine):
+    results = _demo_articles(engine)
+    seed_arts = [r for r in results.values() if r.article is not None and "Xi Jinping" in r.article.text]
+    assert len(seed_arts) == 1
+    res = seed_arts[0]
+    art = res.article
+    if SEED.exists():
+        paras = [p.strip() for p in SEED.read_text(encoding="utf-8").split("\n") if len(p.strip()) > 80]
+        for p in paras:
+            if not any(b in p for b in SEED_BOILERPLATE):
+                assert p in art.text, p[:60]
+    for b in SEED_BOILERPLATE:
+        assert b not in art.text
+    assert (art.copyright_holder, art.copyright_year, art.syndicated) == ("NPR", 2019, True)
+    assert art.copyright_source == "body_line" and art.copyright_notice.startswith("Copyright 2019 NPR")
+    kinds = {r.kind for r in res.removals}
+    assert {"ad", "donation", "copyright"} <= kinds
