@@ -1,0 +1,230 @@
+"""Article-extraction benchmark (AEB): newsmill extraction vs bare trafilatura, same run.
+
+Reads ``shared/benchmarks/aeb`` (``html/<id>.html.gz`` + ``ground-truth.json``) and prints precision,
+recall and F1 per the benchmark README's scoring, the number of empty outputs and pages/s for:
+
+- ``newsmill``: :func:`tasks.extract.extract_page` (parse once, metadata, copyright, cleaning, trafilatura
+  on the cleaned tree, post-cleaning, language) — what ``newsmill extract PATH --url URL`` runs;
+- ``trafilatura``: ``trafilatura.extract(html)`` defaults;
+- ``trafilatura-precision``: ``trafilatura.extract(html, favor_precision=True)``;
+- ``bare_extraction+metadata``: speed only, ``trafilatura.bare_extraction(html, with_metadata=True)``.
+
+Usage::
+
+    .venv/bin/python bench/aeb.py [--limit N] [--json] [--data DIR] [--only newsmill]
+
+Scoring (README): ``\\w+`` Unicode tokens, 4-token shingles counted as multisets; per page TP = sum of
+min(true, predicted) counts, FP = predicted - TP, FN = true - TP; precision = mean TP/(TP+FP) over pages
+with non-empty output; recall = mean TP/(TP+FN) over all pages (empty output scores 0); F1 = harmonic
+mean of the two means. (Normalising TP+FP+FN to 1 per page does not change these per-page ratios.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow ``python bench/aeb.py`` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "benchmarks" / "aeb"
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def shingles(text: str, n: int = 4) -> Counter:
+    tokens = _TOKEN.findall(text or "")
+    if len(tokens) < n:
+        return Counter([tuple(tokens)]) if tokens else Counter()
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def page_scores(truth: str, predicted: str | None) -> tuple[float | None, float]:
+    """(precision or None for empty output, recall) of one page."""
+    t = shingles(truth)
+    p = shingles(predicted or "")
+    if not p:
+        return None, 0.0
+    tp = sum(min(c, t[k]) for k, c in p.items() if k in t)
+    n_pred = sum(p.values())
+    n_true = sum(t.values())
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_true if n_true else (1.0 if not n_pred else 0.0)
+    return precision, recall
+
+
+@dataclass
+class Score:
+    name: str
+    precision: float = 0.0
+    recall: float = 0.0
+    f1: float = 0.0
+    empty: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    per_page: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.seconds if self.seconds else 0.0
+
+    @property
+    def ms_per_page(self) -> float:
+        return 1000 * self.seconds / self.pages if self.pages else 0.0
+
+    def summary(self) -> dict:
+        return {"name": self.name, "f1": round(self.f1, 4), "precision": round(self.precision, 4),
+                "recall": round(self.recall, 4), "empty": self.empty, "pages": self.pages,
+                "pages_per_s": round(self.pages_per_s, 1), "ms_per_page": round(self.ms_per_page, 2)}
+
+
+def score(name: str, truths: dict[str, str], predictions: dict[str, str | None], seconds: float) -> Score:
+    s = Score(name=name, pages=len(predictions), seconds=seconds)
+    ps, rs = [], []
+    for pid, pred in predictions.items():
+        p, r = page_scores(truths[pid], pred)
+        s.per_page[pid] = (p, r)
+        if p is None:
+            s.empty += 1
+        else:
+            ps.append(p)
+        rs.append(r)
+    s.precision = sum(ps) / len(ps) if ps else 0.0
+    s.recall = sum(rs) / len(rs) if rs else 0.0
+    s.f1 = 2 * s.precision * s.recall / (s.precision + s.recall) if s.precision + s.recall else 0.0
+    return s
+
+
+def load_pages(data_dir: Path, limit: int | None = None) -> list[tuple[str, str, bytes, str]]:
+    """[(id, url, html bytes, true text)] in a stable order."""
+    truth = json.loads((data_dir / "ground-truth.json").read_text("utf-8"))
+    pages = []
+    for pid in sorted(truth):
+        path = data_dir / "html" / f"{pid}.html.gz"
+        if not path.exists():
+            continue
+        with gzip.open(path, "rb") as fh:
+            html = fh.read()
+        pages.append((pid, truth[pid].get("url") or "", html, truth[pid].get("articleBody") or ""))
+        if limit and len(pages) >= limit:
+            break
+    return pages
+
+
+def _time_run(pages, fn: Callable[[str, bytes], str | None]) -> tuple[dict[str, str | None], float]:
+    out: dict[str, str | None] = {}
+    t0 = time.perf_counter()
+    for pid, url, html, _truth in pages:
+        out[pid] = fn(url, html)
+    return out, time.perf_counter() - t0
+
+
+def newsmill_runner():
+    from tasks.clean import load_rules
+    from tasks.config import ExtractSettings
+    from tasks.extract import extract_page
+
+    rules = load_rules()
+    settings = ExtractSettings()
+
+    def run(url: str, html: bytes) -> str | None:
+        res = extract_page(html, url, rules=rules, settings=settings)
+        return res.article.text if res.article is not None else None
+
+    return run
+
+
+def trafilatura_runner(**kwargs):
+    import trafilatura
+
+    def run(url: str, html: bytes) -> str | None:
+        return trafilatura.extract(html.decode("utf-8", "replace"), **kwargs)
+
+    return run
+
+
+def bare_metadata_runner():
+    import trafilatura
+
+    def run(url: str, html: bytes) -> str | None:
+        doc = trafilatura.bare_extraction(html.decode("utf-8", "replace"), url=url, with_metadata=True)
+        return doc.text if doc is not None else None
+
+    return run
+
+
+SYSTEMS = {
+    "newsmill": newsmill_runner,
+    "trafilatura": lambda: trafilatura_runner(),
+    "trafilatura-precision": lambda: trafilatura_runner(favor_precision=True),
+    "bare_extraction+metadata": bare_metadata_runner,
+}
+
+
+def run_benchmark(data_dir: Path = DEFAULT_DATA, limit: int | None = None,
+                  only: list[str] | None = None) -> dict[str, Score]:
+    pages = load_pages(data_dir, limit)
+    truths = {pid: t for pid, _u, _h, t in pages}
+    results: dict[str, Score] = {}
+    for name, make in SYSTEMS.items():
+        if only and name not in only:
+            continue
+        fn = make()
+        fn(pages[0][1], pages[0][2])  # warm-up (imports, rule compilation, lazy tables)
+        preds, secs = _time_run(pages, fn)
+        results[name] = score(name, truths, preds, secs)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--only", action="append", choices=list(SYSTEMS), help="run only these systems")
+    ap.add_argument("--worst", type=int, default=0, help="list the N newsmill pages with lowest F1")
+    args = ap.parse_args(argv)
+    if not (args.data / "ground-truth.json").exists():
+        print(f"no benchmark data in {args.data}", file=sys.stderr)
+        return 2
+    results = run_benchmark(args.data, args.limit, args.only)
+    ratio = None
+    if "newsmill" in results and "bare_extraction+metadata" in results:
+        base = results["bare_extraction+metadata"].ms_per_page
+        ratio = results["newsmill"].ms_per_page / base if base else None
+    if args.json:
+        out = {name: s.summary() for name, s in results.items()}
+        out["speed_ratio_newsmill_vs_bare_metadata"] = round(ratio, 3) if ratio else None
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{'system':28} {'F1':>7} {'prec':>7} {'recall':>7} {'empty':>6} {'pages/s':>8} {'ms/page':>8}")
+        for name, s in results.items():
+            m = s.summary()
+            f1 = "-" if name == "bare_extraction+metadata" else f"{m['f1']:.4f}"
+            pr = "-" if name == "bare_extraction+metadata" else f"{m['precision']:.4f}"
+            rc = "-" if name == "bare_extraction+metadata" else f"{m['recall']:.4f}"
+            print(f"{name:28} {f1:>7} {pr:>7} {rc:>7} {m['empty']:>6} {m['pages_per_s']:>8} {m['ms_per_page']:>8}")
+        if ratio:
+            print(f"newsmill per-page time / bare_extraction(with_metadata=True): {ratio:.2f}x")
+    if args.worst and "newsmill" in results:
+        s = results["newsmill"]
+        rows = []
+        for pid, (p, r) in s.per_page.items():
+            f = 0.0 if p is None or p + r == 0 else 2 * p * r / (p + r)
+            rows.append((f, pid, p, r))
+        for f, pid, p, r in sorted(rows)[: args.worst]:
+            print(f"  {pid[:16]} f1={f:.3f} p={p if p is None else round(p, 3)} r={r:.3f}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Clean + extract one page (or a batch of pages) into an :class:`~tasks.records.Article`.
+
+Per page, with ONE parse::
+
+    parse_html ─► text blocks + fingerprints (untouched tree)
+               ─► metadata (tasks.metadata) and copyright evidence (tasks.copyright), untouched tree
+               ─► clean_tree: rules + recurring blocks removed from the same tree (Removal rows)
+               ─► trafilatura.bare_extraction on the cleaned tree (it deep-copies the element; no re-parse)
+               ─► text pass: trailing in-body copyright line captured (match_copyright_line) and removed,
+                  phrase rules on the remaining lines, a repeated title line dropped
+               ─► language (py3langid; the page's declared language for short text)
+               ─► Article (content_hash = sha256 of the normalised text; article_id of the canonical URL)
+
+Errors are values: ``ExtractResult.outcome`` is ``ok``, ``no_article`` (no usable text) or
+``parse_error``, with ``error`` saying why; one bad page never raises out of :func:`extract_batch`.
+
+:func:`extract_batch` is a module-level function taking picklable arguments (a worker-process entry point):
+it pre-scans the batch (one parse per page, trees kept), learns recurring blocks per host
+(:mod:`tasks.recurring`), then cleans and extracts with the same trees.
+
+Public API: :data:`EXTRACTOR_VERSION`, :func:`extract_page`, :func:`extract_batch`, :data:`MIN_TEXT_CHARS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+
+import trafilatura
+
+from tasks.clean import (
+    Block,
+    RuleSet,
+    clean_lines,
+    clean_tree,
+    load_rules,
+    normalize_text,
+    text_blocks,
+)
+from tasks.config import ExtractSettings
+from tasks.errors import ConfigError
+from tasks.language import detect_language
+from tasks.parse import ParsedPage, ParseError, parse_html
+from tasks.records import Article, ExtractResult, Removal
+from tasks.urls import article_id, domain_of
+
+__all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page", "extractor_version"]
+
+MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
+_TRAILING_LINES = 4  # how far from the end of the text a copyright line is looked for
+_CODE_VERSION = "3.1"  # bump when this module's extraction logic changes meaningfully
+
+logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" warnings: we report outcomes
+
+
+def extractor_version(rules: RuleSet) -> str:
+    """Version string stored with every article: code, trafilatura and rule-data versions."""
+    return f"newsmill-{_CODE_VERSION}+trafilatura-{trafilatura.__version__}+rules-{rules.version or 'custom'}"
+
+
+def _default_version() -> str:
+    try:
+        return extractor_version(load_rules())
+    except ConfigError:
+        return f"newsmill-{_CODE_VERSION}+trafilatura-{trafilatura.__version__}+rules-invalid"
+
+
+EXTRACTOR_VERSION = _default_version()  # with the bundled config/rules and config/sites
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Prepared:
+    page: ParsedPage
+    blocks: list[Block]
+    metadata: object  # tasks.metadata.Metadata
+    site: object | None  # tasks.metadata.SiteRule
+
+
+def _prepare(page: ParsedPage, rules: RuleSet) -> _Prepared:
+    from tasks.metadata import extract_metadata
+
+    site = rules.site_rule(domain_of(page.url))
+    blocks = text_blocks(page)
+    metadata = extract_metadata(page, site)
+    return _Prepared(page, blocks, metadata, site)
+
+
+def _content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _merge_copyright(tree_info, body_info, metadata, url: str):
+    """tasks.copyright's combination rule, with the body line found after extraction: jsonld > meta >
+    rel_license > body_line > footer; the licence from the first source that has one."""
+    from tasks.copyright import same_party
+
+    if body_info is None:
+        return tree_info
+    strong = tree_info is not None and tree_info.source in ("jsonld", "meta", "rel_license")
+    body = replace(body_info, source="body_line")
+    if strong and tree_info.holder:
+        primary = tree_info
+    elif body.holder:
+        primary = body
+    elif tree_info is not None and tree_info.holder:
+        primary = tree_info
+    elif strong and (tree_info.notice or tree_info.license_url):
+        primary = tree_info
+    else:
+        primary = body
+    ordered = [tree_info] if strong else []
+    ordered.append(body)
+    if tree_info is not None and not strong:
+        ordered.append(tree_info)
+    license_url = next((c.license_url for c in ordered if c is not None and c.license_url), None)
+    syndicated = primary.syndicated
+    if primary is body and body.holder:
+        site = metadata.site_name if metadata is not None else None
+        canon = (metadata.canonical_url if metadata is not None else None) or url
+        try:
+            same = same_party(body.holder, site, domain_of(canon))
+        except (ValueError, TypeError):
+            same = None
+        syndicated = None if same is None else not same
+    return replace(primary, license_url=license_url, syndicated=syndicated)
+
+
+def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | None):
+    """Text-level pass. Returns (kept lines, removals, copyright lines captured)."""
+    from tasks.copyright import match_copyright_line
+
+    lines = [ln for ln in (normalize_text(x) for x in text.split("\n")) if ln]
+    removals: list[Removal] = []
+    captured = []
+    # 1. trailing in-body copyright / republication notice
+    i = len(lines) - 1
+    stop = max(len(lines) - _TRAILING_LINES, 0)
+    while i >= stop:
+        info = match_copyright_line(lines[i])
+        if info is not None:
+            captured.append(info)
+            removals.append(Removal(url=url, kind="copyright", rule="copyright.body_line", text=lines[i]))
+            del lines[i]
+        i -= 1
+    # 2. phrase rules on the remaining lines
+    lines, more = clean_lines(lines, rules, domain, url)
+    removals += more
+    for r in more:
+        if r.kind == "copyright":
+            info = match_copyright_line(r.text)
+            if info is not None:
+                captured.append(info)
+    # 3. the headline repeated as the first line of the body
+    if lines and title and normalize_text(title).casefold() == lines[0].casefold():
+        removals.append(Removal(url=url, kind="other", rule="text.title_repeat", text=lines[0]))
+        del lines[0]
+    return lines, removals, captured
+
+
+def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: ExtractSettings,
+                      recurring: frozenset[str]) -> ExtractResult:
+    from tasks.copyright import find_copyright
+
+    page, md = prep.page, prep.metadata
+    domain = domain_of(url)
+    block_hashes = tuple(sorted({b.key for b in prep.blocks if b.key is not None}))
+    tree_copyright = find_copyright(page, md, None, md.site_name)  # untouched tree
+
+    removals = clean_tree(page, rules, recurring, blocks=prep.blocks)
+    doc = trafilatura.bare_extraction(page.tree, url=url, favor_precision=settings.favor_precision,
+                                      include_comments=False, with_metadata=False)
+    raw = (doc.text if doc is not None else None) or ""
+    if not raw.strip():
+        return ExtractResult(url=url, article=None, removals=tuple(removals), outcome="no_article",
+                             error="no article text found (trafilatura returned nothing)",
+                             block_hashes=block_hashes)
+    lines, more, captured = _post_clean(raw, rules, domain, url, md.title)
+    removals += more
+    text = "\n".join(lines)
+    if len(text) < MIN_TEXT_CHARS:
+        return ExtractResult(url=url, article=None, removals=tuple(removals), outcome="no_article",
+                             error=f"article text too short ({len(text)} chars < {MIN_TEXT_CHARS})",
+                             block_hashes=block_hashes)
+    cr = _merge_copyright(tree_copyright, captured[0] if captured else None, md, url)
+    site_lang = getattr(prep.site, "language", None) if prep.site is not None else None
+    language = detect_language(text, html_lang=md.html_lang or site_lang, min_chars=settings.language_min_chars)
+    canonical = md.canonical_url or url
+    article = Article(
+        url=url,
+        canonical_url=canonical,
+        domain=domain,
+        site_name=md.site_name,
+        title=md.title,
+        authors=tuple(md.authors or ()),
+        published_at=md.published_at,
+        modified_at=md.modified_at,
+        language=language,
+        description=md.description,
+        text=text,
+        copyright_holder=cr.holder if cr else None,
+        copyright_year=cr.year if cr else None,
+        copyright_notice=cr.notice if cr else None,
+        license_url=cr.license_url if cr else None,
+        content_hash=_content_hash(text),
+        tags=tuple(md.tags or ()),
+        image_url=md.image_url,
+        paywalled=md.paywalled,
+        copyright_source=cr.source if cr else None,
+        syndicated=cr.syndicated if cr else None,
+        article_id=article_id(canonical),
+        extractor_version=extractor_version(rules),
+    )
+    return ExtractResult(url=url, article=article, removals=tuple(removals), outcome="ok",
+                         block_hashes=block_hashes)
+
+
+def _failed(url: str, exc: BaseException) -> ExtractResult:
+    return ExtractResult(url=url, article=None, outcome="no_article",
+                         error=f"extraction failed: {type(exc).__name__}: {exc}")
+
+
+def extract_page(html: str | bytes, url: str, *, rules: RuleSet, settings: ExtractSettings,
+                 recurring: frozenset[str] = frozenset()) -> ExtractResult:
+    """Clean and extract one page. ``recurring``: block fingerprints learned for this page's host."""
+    try:
+        page = parse_html(html, url)
+    except ParseError as exc:
+        return ExtractResult(url=url, article=None, outcome="parse_error", error=str(exc))
+    try:
+        return _extract_prepared(_prepare(page, rules), url, rules=rules, settings=settings, recurring=recurring)
+    except Exception as exc:  # noqa: BLE001 - errors are values; the reason is kept
+        return _failed(url, exc)
+
+
+def extract_batch(pages: list[tuple[str, str | bytes]], *, rules: RuleSet, settings: ExtractSettings,
+                  history: dict[str, frozenset[str]] | None = None) -> list[ExtractResult]:
+    """Extract a batch of ``(url, html)`` pages, learning recurring blocks per host across the batch
+    (plus ``history[domain]`` from earlier runs). Results are in input order."""
+    from tasks.recurring import learn_recurring, page_signature
+
+    prepared: list[_Prepared | ExtractResult] = []
+    signatures = []
+    for url, html in pages:
+        try:
+            page = parse_html(html, url)
+        except ParseError as exc:
+            prepared.append(ExtractResult(url=url, article=None, outcome="parse_error", error=str(exc)))
+            continue
+        try:
+            prep = _prepare(page, rules)
+            canonical = prep.metadata.canonical_url or url
+            signatures.append(page_signature(page, prep.blocks, domain=domain_of(url),
+                                             identity=article_id(canonical)))
+            prepared.append(prep)
+        except Exception as exc:  # noqa: BLE001
+            prepared.append(_failed(url, exc))
+    learned = learn_recurring(signatures, settings.recurring_min_pages, history)
+    results: list[ExtractResult] = []
+    for (url, _html), item in zip(pages, prepared):
+        if isinstance(item, ExtractResult):
+            results.append(item)
+            continue
+        try:
+            results.append(_extract_prepared(item, url, rules=rules, settings=settings,
+                                             recurring=learned.get(domain_of(url), frozenset())))
+        except Exception as exc:  # noqa: BLE001
+            results.append(_failed(url, exc))
+    return results
