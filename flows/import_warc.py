@@ -1,0 +1,533 @@
+"""The ``import_warc`` flow: load ``.warc`` / ``.warc.gz`` files (e.g. CC-NEWS) into the warehouse.
+
+Records go through the same clean → extract → store stages as fetched pages, with no network.
+
+Streaming, flat memory: each file is read once, record by record (warcio); only the records of the
+batches being built or in flight are in memory: per-host buffers capped at ``2 × extract.batch_size``
+records in total, plus at most ``runner.max_workers`` batches in flight (the reader waits for a batch to
+be committed before it reads on), whatever the size of the file.
+
+Which records:
+
+* ``response`` records with a 2xx status and an HTML Content-Type become pages; WARC ``request``,
+  ``revisit``, ``warcinfo``, ``metadata``… records are counted (``records.skipped:<type>``) and passed over;
+* ``--domain`` (a host and its subdomains; repeatable) and ``--since``/``--until`` (``WARC-Date``; a bare
+  ``--until`` date is inclusive) filter response records; filtered records are counted, nothing else;
+* a response that is not HTML, truncated (``WARC-Truncated``, a payload shorter than its Content-Length, a
+  cut gzip member or a torn end of file), too large or not 2xx is *not* fatal: it becomes a ``pages`` row
+  (kind ``article``, url = ``WARC-Target-URI``, outcome ``not_html`` / ``truncated`` / ``too_large`` /
+  ``http_error``) and is counted and logged.
+
+Where imported pages point (decision): the records are **copied into the warehouse's own raw archive**
+(``raw/date=…/<run_id>-….warc.gz``, one gzip member per record, via ``tasks.archive.WarcArchive``) and the
+``pages`` row's ``warc_file``/``warc_offset``/``warc_length`` point at the copy. So ``newsmill reprocess``
+works on imported pages exactly as on fetched ones, and the warehouse stays self-contained when the
+source file is moved or deleted. The copy stores the body with its Content-Encoding already removed;
+its HTTP headers say so (``Content-Encoding`` dropped and kept as ``X-Newsmill-Original-Content-Encoding``,
+``Content-Length`` set to the stored body). ``pages.attempts`` is 0 (no request was made),
+``pages.fetched_at`` is the record's ``WARC-Date`` and ``pages.source`` the ``--source`` name.
+
+Batches and resume: a batch's id is derived from the file's identity (size + hash of its first and last
+64 KiB, so a moved or renamed file is the same file) and the byte offsets of its records:
+``w<file>-<first offset>-<hash of offsets>``. Before reading a file, the ids of batches of that file
+already in ``pages`` (from any run) are loaded, and those batches are skipped (not extracted, not stored
+again). So a retried import resumes where it stopped, and importing the same file again with the same
+filters adds nothing (the summary shows the skipped batches). Importing it again with *different* filters
+only imports the batches whose records differ; articles are never duplicated anyway (the warehouse keys
+article versions by ``(article_id, content_hash, extractor_version)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import runtime
+from flows.ingest import BatchOutput, RunSummary, _current_run_id, _logger, _notify, resolve_warehouse
+from flows.reprocess import FlowProgress, extract_pages, load_run_settings, parse_date_bound, summary_artifacts
+from tasks.config import Settings
+from tasks.errors import NewsmillError
+from tasks.records import Article, PageLogEntry, Removal, RunRecord
+from tasks.urls import domain_of
+
+__all__ = ["import_warc", "run_import", "WarcScanner", "WarcEntry", "file_identity"]
+
+# Skipped.reason (tasks.archive) -> pages.outcome
+OUTCOME_OF_REASON = {"not_html": "not_html", "truncated": "truncated", "too_large": "too_large",
+                     "http_status": "http_error", "parse_error": "parse_error"}
+_DROP_ON_COPY = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class WarcEntry:
+    """One response record of an input file: the ``RawRecord`` (HTML, 2xx) or why it was skipped."""
+
+    offset: int
+    url: str | None
+    warc_date: datetime | None
+    record: object | None  # tasks.archive.RawRecord
+    reason: str | None = None  # tasks.archive.Skipped.reason
+    status: int | None = None
+    content_type: str | None = None
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """A content-derived id of a file (size + first and last 64 KiB): stable across moves/renames."""
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as fh:
+        h.update(fh.read(65536))
+        if size > 65536:
+            fh.seek(max(65536, size - 65536))
+            h.update(fh.read(65536))
+    return h.hexdigest()[:16]
+
+
+def _domain_match(url: str | None, domains: set[str] | None) -> bool:
+    if not domains:
+        return True
+    host = (urlsplit(url or "").hostname or "").lower()
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+class WarcScanner:
+    """Iterate one WARC file's response records as ``WarcEntry`` with their byte offsets.
+
+    ``tasks.archive.iter_warc_records`` yields neither offsets nor the WARC-Date of skipped records, both
+    needed here (batch ids, ``pages.fetched_at``), so this walks the file with warcio itself and uses
+    the archive module's record conversion for the HTML/truncation/size rules and the body decoding.
+    ``stats`` counts every record; ``position`` is the byte position reached (progress)."""
+
+    def __init__(self, path: str | os.PathLike, domains=None, since: datetime | None = None,
+                 until: datetime | None = None, max_bytes: int | None = None):
+        self.path = Path(path)
+        self.domains = {d.lower().strip().removeprefix("www.") for d in domains} if domains else None
+        self.since, self.until = since, until
+        self.max_bytes = max_bytes
+        self.stats: Counter = Counter()
+        self.position = 0
+        self.size = self.path.stat().st_size
+
+    def __iter__(self) -> Iterator[WarcEntry]:
+        from warcio.archiveiterator import ArchiveIterator
+
+        from tasks import archive
+
+        cap = self.max_bytes or archive.DEFAULT_MAX_RECORD_BYTES
+        with open(self.path, "rb") as fh:
+            ait = ArchiveIterator(fh)
+            it = iter(ait)
+            while True:
+                try:
+                    record = next(it)
+                except StopIteration:
+                    self.position = self.size
+                    return
+                except Exception as exc:  # torn or corrupt file: a value, then stop (never crash)
+                    self.stats["records"] += 1
+                    self.stats["truncated_file"] += 1
+                    self.position = self.size
+                    yield WarcEntry(offset=ait.offset, url=None, warc_date=None, record=None,
+                                    reason="truncated", status=None, content_type=str(exc)[:200])
+                    return
+                offset = ait.offset
+                self.position = fh.tell()
+                self.stats["records"] += 1
+                rtype = record.rec_type
+                if rtype != "response":
+                    self.stats[f"skipped:{rtype}"] += 1
+                    continue
+                url = record.rec_headers.get_header("WARC-Target-URI")
+                if not _domain_match(url, self.domains):
+                    self.stats["filtered:domain"] += 1
+                    continue
+                when = archive._parse_date(record.rec_headers.get_header("WARC-Date"))
+                if when is not None and ((self.since and when < self.since) or (self.until and when >= self.until)):
+                    self.stats["filtered:date"] += 1
+                    continue
+                status = ctype = None
+                if record.http_headers is not None:
+                    ctype = record.http_headers.get_header("content-type")
+                    try:
+                        status = int(record.http_headers.get_statuscode())
+                    except (TypeError, ValueError):
+                        status = None
+                res = archive._to_raw(record, cap)
+                if isinstance(res, archive.Skipped):
+                    self.stats[f"response:{res.reason}"] += 1
+                    yield WarcEntry(offset=offset, url=url, warc_date=when, record=None, reason=res.reason,
+                                    status=status, content_type=ctype)
+                else:
+                    self.stats["response:html"] += 1
+                    yield WarcEntry(offset=offset, url=url, warc_date=when, record=res, status=status,
+                                    content_type=ctype)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class ImportBatch:
+    batch_id: str
+    file: str
+    host: str
+    index: int
+    entries: tuple[WarcEntry, ...]
+
+
+@dataclass
+class ImportOutput(BatchOutput):
+    archive_s: float = 0.0
+
+
+def batch_id_for(file_id: str, entries) -> str:
+    offsets = [e.offset for e in entries]
+    digest = hashlib.sha256(",".join(map(str, offsets)).encode()).hexdigest()[:12]
+    return f"w{file_id}-{offsets[0]:012d}-{digest}"
+
+
+class HostBatcher:
+    """Cut a stream of entries into batches of ``size``, grouped by host where the stream allows (same-host
+    recurring-boilerplate learning inside a batch) while holding at most ``cap`` entries: when the buffers
+    are full, the largest is emitted as it is. Deterministic for a given stream."""
+
+    def __init__(self, size: int, cap: int | None = None):
+        self.size = max(1, size)
+        self.cap = max(self.size, cap or 2 * self.size)
+        self.buffers: OrderedDict[str, list] = OrderedDict()
+        self.held = 0
+
+    def add(self, entry: WarcEntry) -> list[tuple[str, list]]:
+        host = domain_of(entry.url or "") if entry.url else ""
+        buf = self.buffers.setdefault(host, [])
+        buf.append(entry)
+        self.held += 1
+        out = []
+        if len(buf) >= self.size:
+            out.append((host, self.buffers.pop(host)))
+            self.held -= len(buf)
+        while self.held > self.cap:
+            h = max(self.buffers, key=lambda k: len(self.buffers[k]))
+            b = self.buffers.pop(h)
+            self.held -= len(b)
+            out.append((h, b))
+        return out
+
+    def flush(self) -> list[tuple[str, list]]:
+        out = list(self.buffers.items())
+        self.buffers.clear()
+        self.held = 0
+        return out
+
+
+_arch_lock = threading.Lock()
+_archives: dict[tuple[str, str], object] = {}
+
+
+def _archive(run_id: str, warehouse_root: str):
+    """The run's raw archive writer in this process (WarcArchive is thread-safe)."""
+    from tasks.archive import WarcArchive
+
+    key = (run_id, warehouse_root)
+    with _arch_lock:
+        a = _archives.get(key)
+        if a is None:
+            a = WarcArchive(Path(warehouse_root), run_id)
+            _archives[key] = a
+        return a
+
+
+def _close_archives(run_id: str) -> None:
+    with _arch_lock:
+        mine = [k for k in _archives if k[0] == run_id]
+        arcs = [_archives.pop(k) for k in mine]
+    for a in arcs:
+        a.close()
+
+
+def _copy_headers(headers) -> list[tuple[str, str]]:
+    out = []
+    for k, v in headers:
+        lk = k.lower()
+        if lk == "content-encoding":
+            out.append(("X-Newsmill-Original-Content-Encoding", v))
+        elif lk not in _DROP_ON_COPY:
+            out.append((k, v))
+    return out
+
+
+def _header(headers, name: str) -> str | None:
+    for k, v in headers or ():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_root: str,
+                     history: dict[str, frozenset[str]], source: str) -> ImportOutput:
+    """Archive, clean and extract one batch of records. Plain function (the task wraps it)."""
+    from tasks.archive import decode_record
+
+    now = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    arch = _archive(run_id, warehouse_root)
+    base: list[PageLogEntry] = []
+    ok_idx: list[int] = []
+    pages_in: list[tuple[str, str]] = []
+    for e in batch.entries:
+        fetched = e.warc_date or now
+        if e.record is None:
+            outcome = OUTCOME_OF_REASON.get(e.reason or "", "parse_error")
+            error = f"WARC record skipped: {e.reason}" + (f" (status {e.status})" if e.reason == "http_status" else "")
+            base.append(PageLogEntry(url=e.url or f"{batch.file}#offset={e.offset}", final_url=e.url, kind="article",
+                                     status=e.status, outcome=outcome, error=error, bytes=0,
+                                     content_type=e.content_type if e.url else None, fetched_at=fetched,
+                                     elapsed_ms=0, run_id=run_id, source=source, attempts=0))
+            continue
+        rec = e.record
+        warc = (None, None, None)
+        error = None
+        try:
+            warc = arch.write_response(rec.url, rec.status, _copy_headers(rec.headers), rec.body, fetched)
+        except OSError as exc:  # the page is fine; the archive copy is lost and the row says so
+            error = f"WARC write failed: {exc}"
+        base.append(PageLogEntry(url=rec.url, final_url=rec.url, kind="article", status=rec.status, outcome="ok",
+                                 error=error, bytes=len(rec.body), content_type=rec.content_type,
+                                 fetched_at=fetched, elapsed_ms=0, run_id=run_id, source=source, attempts=0,
+                                 etag=_header(rec.headers, "etag"),
+                                 last_modified=_header(rec.headers, "last-modified"),
+                                 warc_file=warc[0], warc_offset=warc[1], warc_length=warc[2]))
+        html, _enc = decode_record(rec)
+        ok_idx.append(len(base) - 1)
+        pages_in.append((rec.url, html))
+    t1 = time.perf_counter()
+    from flows.reprocess import run_rules
+
+    extracted = extract_pages(pages_in, rules=run_rules(run_id, None, None), settings=settings, run_id=run_id,
+                              history=history)
+    t2 = time.perf_counter()
+
+    articles: list[Article] = []
+    removals: list[Removal] = []
+    blocks: list[tuple[str, str, str, str]] = []
+    for i, x in zip(ok_idx, extracted):
+        log = base[i]
+        if x.article is None:
+            base[i] = dataclasses.replace(log, outcome=x.outcome, error=x.error)
+        else:
+            a = x.article.with_context(fetched_at=log.fetched_at, run_id=run_id, source=source)
+            articles.append(a)
+            blocks.extend((a.domain, h, a.article_id, a.content_hash) for h in x.block_hashes)
+        removals.extend(dataclasses.replace(rm, run_id=run_id) for rm in x.removals)
+    return ImportOutput(batch_id=batch.batch_id, source=source, host=batch.host, pages=base, articles=articles,
+                        removals=removals, blocks=blocks, fetch_s=0.0, extract_s=t2 - t1, archive_s=t1 - t0)
+
+
+@task(name="import-batch", task_run_name="import-batch-{batch.index}", cache_policy=NO_CACHE)
+def import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_root: str,
+                 history: dict[str, frozenset[str]], source: str) -> ImportOutput:
+    out = run_import_batch(batch, settings, run_id, warehouse_root, history, source)
+    bad = Counter(p.outcome for p in out.pages if p.outcome != "ok")
+    _logger().info("%s (%s): %d records, %d articles%s, archive %.2fs, extract %.2fs", batch.batch_id,
+                   batch.host or "-", len(out.pages), len(out.articles),
+                   (", skipped " + json.dumps(dict(bad))) if bad else "", out.archive_s, out.extract_s)
+    return out
+
+
+def _done_batches_of_file(root: Path, file_id: str) -> set[str]:
+    """Ids of this file's batches already stored, by any run."""
+    import contextlib
+
+    from warehouse.catalog import connect
+
+    with contextlib.closing(connect(root, tables=("pages",))) as con:
+        rows = con.execute("SELECT DISTINCT batch_id FROM pages WHERE starts_with(batch_id, ?)",
+                           [f"w{file_id}-"]).fetchall()
+    return {r[0] for r in rows}
+
+
+def _known_recurring(wh, min_pages: int) -> dict[str, frozenset[str]]:
+    """Recurring block hashes of every domain with stored blocks (read once per run: the hosts of a
+    streamed file are not known in advance; only recurring hashes are held, not all blocks)."""
+    import contextlib
+
+    from warehouse.catalog import connect
+
+    with contextlib.closing(connect(wh.root, tables=("blocks",))) as con:
+        domains = [r[0] for r in con.execute("SELECT DISTINCT domain FROM blocks WHERE domain IS NOT NULL")
+                   .fetchall()]
+    if not domains:
+        return {}
+    return {d: h for d, h in wh.recurring_blocks(domains, min_pages).items() if h}
+
+
+# ---------------------------------------------------------------------------------------------- flow
+
+
+@flow(name="import_warc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True,
+      description="Import .warc/.warc.gz files (e.g. CC-NEWS): clean, extract and store their HTML responses.")
+def import_warc(files: list[str], warehouse: str | None = None, domains: list[str] | None = None,
+                since: str | None = None, until: str | None = None, source: str = "warc-import",
+                config: str | None = None) -> dict:
+    """Import WARC files.
+
+    Args:
+        files: paths of .warc / .warc.gz files (absolute, or relative to the flow's working directory).
+        warehouse: warehouse directory (default: $NEWSMILL_WAREHOUSE or data/).
+        domains: only records of these hosts (and their subdomains).
+        since: only records with WARC-Date on/after this ISO date (or timestamp).
+        until: only records with WARC-Date up to this ISO date, inclusive (a timestamp: exclusive).
+        source: the source name recorded on the pages and articles.
+        config: TOML config for extract/runner settings (default: the defaults).
+    """
+    settings = load_run_settings(config)
+    root = resolve_warehouse(warehouse)
+    return run_import(settings, root, files, domains=domains, since=parse_date_bound(since, name="since"),
+                      until=parse_date_bound(until, end=True, name="until"), source=source,
+                      parameters={"files": [str(Path(f).resolve()) for f in files], "warehouse": str(root),
+                                  "domains": domains, "since": since, "until": until, "source": source,
+                                  "config": config})
+
+
+def run_import(settings: Settings, root: Path, files: list[str], *, domains: list[str] | None = None,
+               since: datetime | None = None, until: datetime | None = None, source: str = "warc-import",
+               parameters: dict | None = None, run_id: str | None = None) -> dict:
+    from warehouse.store import Warehouse
+
+    log = _logger()
+    run_id = run_id or _current_run_id()
+    paths = [Path(f).expanduser().resolve() for f in files]
+    for p in paths:
+        if not p.is_file():
+            raise NewsmillError(f"no such file: {p}")
+    if not source or not source.strip():
+        raise NewsmillError("source: must not be empty")
+    wh = Warehouse(root)
+    summary = RunSummary(run_id=run_id, started_at=datetime.now(timezone.utc))
+    record_stats: Counter = Counter()
+    total_bytes = sum(p.stat().st_size for p in paths)
+    bytes_before = 0
+    n_batches = 0
+    try:
+        with wh.writer(run_id) as writer:
+            writer.write_run(RunRecord(run_id=run_id, flow="import_warc", started_at=summary.started_at,
+                                       finished_at=None, parameters=json.dumps(parameters or {}, default=str),
+                                       counts="{}"))
+            _notify("discovered", total=total_bytes)
+            progress = FlowProgress(total_bytes, key="import-warc-progress",
+                                    description="bytes of the WARC files read and imported")
+            in_flight: dict = {}
+            max_in_flight = max(1, settings.runner.max_workers)
+
+            def drain_one() -> None:
+                fut = next(as_completed(list(in_flight)))
+                batch = in_flight.pop(fut)
+                out: ImportOutput = fut.result()
+                t = time.perf_counter()
+                stats = writer.commit_batch(out.batch_id, out.pages, out.articles, out.removals, out.blocks)
+                summary.timings["write"] += time.perf_counter() - t
+                summary.timings["archive_copy"] += out.archive_s
+                summary.timings["clean_extract"] += out.extract_s
+                summary.add_pages(source, out.pages)
+                c = summary.per_source[source]
+                c["articles_written"] += getattr(stats, "new_versions", len(out.articles))
+                for rm in out.removals:
+                    summary.boilerplate[rm.kind] += 1
+                for p in out.pages:
+                    if p.outcome not in ("ok", "no_article"):
+                        log.warning("%s: %s (%s)", p.url, p.outcome, p.error)
+
+            history = _known_recurring(wh, settings.extract.recurring_min_pages)
+
+            def history_for(host: str) -> dict[str, frozenset[str]]:
+                h = history.get(host)
+                return {host: h} if h else {}
+
+            for path in paths:
+                file_id = file_identity(path)
+                done = _done_batches_of_file(root, file_id)
+                scanner = WarcScanner(path, domains=domains, since=since, until=until,
+                                      max_bytes=settings.fetch.max_bytes)
+                batcher = HostBatcher(settings.extract.batch_size)
+                log.info("importing %s (%d bytes, file id %s, %d batches already stored)", path,
+                         scanner.size, file_id, len(done))
+
+                def handle(host: str, entries: list) -> None:
+                    nonlocal n_batches
+                    bid = batch_id_for(file_id, entries)
+                    if bid in done:
+                        summary.batches_skipped += 1
+                        summary.per_source[source]["records_already_imported"] += len(entries)
+                        return
+                    while len(in_flight) >= max_in_flight:
+                        drain_one()
+                        progress.update(bytes_before + scanner.position)
+                    b = ImportBatch(batch_id=bid, file=str(path), host=host, index=n_batches,
+                                    entries=tuple(entries))
+                    n_batches += 1
+                    in_flight[import_batch.submit(b, settings, run_id, str(root), history_for(host), source)] = b
+
+                last = time.monotonic()
+                for entry in scanner:
+                    for host, entries in batcher.add(entry):
+                        handle(host, entries)
+                    if time.monotonic() - last > 0.5:  # skipped/filtered stretches move the bar too
+                        last = time.monotonic()
+                        progress.update(bytes_before + scanner.position)
+                for host, entries in batcher.flush():
+                    handle(host, entries)
+                record_stats.update(scanner.stats)
+                bytes_before += scanner.size
+            while in_flight:
+                drain_one()
+            progress.update(total_bytes, force=True)
+
+            summary.finished_at = datetime.now(timezone.utc)
+            counts = _counts(summary, record_stats, source, [str(p) for p in paths], total_bytes)
+            writer.write_run(RunRecord(run_id=run_id, flow="import_warc", started_at=summary.started_at,
+                                       finished_at=summary.finished_at,
+                                       parameters=json.dumps(parameters or {}, default=str),
+                                       counts=json.dumps(counts)))
+    finally:
+        _close_archives(run_id)
+        runtime.close(run_id)
+    summary_artifacts(summary, "import_warc", {"files": counts["files"], "records": counts["records"],
+                                                "batches_skipped_resume": counts["batches_skipped_resume"]})
+    log.info("import %s finished: %s", run_id, json.dumps(counts))
+    return counts
+
+
+def _counts(summary: RunSummary, record_stats: Counter, source: str, files: list[str], total_bytes: int) -> dict:
+    counts = summary.counts()
+    counts.pop("deferred_hosts", None)
+    imported = counts.pop("pages_fetched", 0)
+    wall = counts["wall_s"]
+    counts["files"] = files
+    counts["bytes_read"] = total_bytes
+    counts["pages_imported"] = imported
+    counts["pages_per_s"] = round(imported / wall, 2) if wall > 0 else None
+    counts["mb_per_s"] = round(total_bytes / 1e6 / wall, 2) if wall > 0 else None
+    counts["records"] = dict(sorted(record_stats.items()))
+    c = summary.per_source.get(source, Counter())
+    counts["skipped"] = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("failed:")}
+    counts["records_already_imported"] = c.get("records_already_imported", 0)
+    return counts
