@@ -492,3 +492,15 @@ def test_mock_transport_and_backoff_schedule():
         assert 2 ** n / 2 <= d <= 2 ** n
     assert all(c.headers["user-agent"] == UA for c in calls)
     assert f.stats["retries"] == 3 and f.stats["requests"] == 5
+
+
+def test_chunked_body_cut_is_truncated(server, fetcher_factory):
+    def cut(h):
+        h.send(200, b"", {"Content-Type": "text/html", "Transfer-Encoding": "chunked"}, content_length=False)
+        h.wfile.write(b"10\r\n<html><body>abc\r\n")
+        h.wfile.flush()
+        h.connection.shutdown(2)
+
+    url = server.route("/chunk-cut", cut)
+    r = fetcher_factory().fetch(url, kind="article")
+    assert r.log.outcome == "truncated" and server.count("/chunk-cut") == 1
