@@ -32,7 +32,7 @@ from warcio.warcwriter import WARCWriter
 
 from tasks.fetch import decode_body, is_html_content_type
 
-__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record"]
+__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "decode_body"]
 
 DEFAULT_MAX_FILE_BYTES = 100_000_000
 DEFAULT_MAX_RECORD_BYTES = 10_000_000
