@@ -20,7 +20,8 @@ def _is_warc(path: Path) -> bool:
 def extract_paths(paths: Iterable[str], *, url: str | None = None,
                   warn: Callable[[str], None] = lambda m: None) -> Iterator:
     """Yield an ``Article`` for every article found in ``paths``; reasons for pages without one go to ``warn``."""
-    from tasks.archive import Skipped, decode_body, iter_warc_records
+    from tasks.archive import Skipped, iter_warc_records
+    from tasks.fetch import decode_body
     from tasks.clean import load_rules
     from tasks.config import ExtractSettings, load_settings
     from tasks.extract import extract_page

@@ -137,6 +137,7 @@ def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str
     requests = [FetchRequest(url=d.url, kind="article", source=batch.source, conditional=conds.get(d.url))
                 for d in batch.urls]
     results = list(fetcher.fetch_many(requests))
+    robots_rows = fetcher.drain_log()  # robots.txt fetches made on the way (rows of their own)
     t1 = time.perf_counter()
 
     ok = [r for r in results if r.ok]
@@ -168,6 +169,7 @@ def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str
                 blocks.extend((a.domain, h, a.article_id, a.content_hash) for h in x.block_hashes)
             removals.extend(dataclasses.replace(rm, run_id=run_id) for rm in x.removals)
         pages.append(log)
+    pages.extend(dataclasses.replace(r, run_id=run_id, source=r.source or batch.source) for r in robots_rows)
     return BatchOutput(batch_id=batch.batch_id, source=batch.source, host=batch.host, pages=pages,
                        articles=articles, removals=removals, blocks=blocks, fetch_s=t1 - t0,
                        extract_s=t2 - t1, deferred_hosts=tuple(getattr(fetcher, "deferred_hosts", ()) or ()))
