@@ -458,10 +458,12 @@ def _from_rel_license(page: ParsedPage) -> CopyrightInfo | None:
 
 
 def _best(infos: list[CopyrightInfo]) -> CopyrightInfo | None:
-    for i in infos:
-        if i.holder:
-            return i
-    return infos[0] if infos else None
+    """Within one source: the first notice naming a holder (else the first), with the first licence."""
+    if not infos:
+        return None
+    best = next((i for i in infos if i.holder), infos[0])
+    lic = best.license_url or next((i.license_url for i in infos if i.license_url), None)
+    return replace(best, license_url=lic)
 
 
 def _from_lines(lines: Iterable[str]) -> CopyrightInfo | None:
@@ -524,8 +526,21 @@ def _from_footer(page: ParsedPage) -> CopyrightInfo | None:
     for t in sorted(dict.fromkeys(texts), key=len):  # the smallest element that holds the notice
         info = match_copyright_line(t)
         if info:
-            found.append(info)
+            found.append(replace(info, notice=_trim_footer_notice(t)))
     return _best(found)
+
+
+_FOOTER_NAV = re.compile(
+    r"\s*(?:[|·•]\s*)?\b(?:privacy|terms|cookie|impressum|datenschutz|agb|aviso\s+legal|pol[ií]tica\s+de"
+    r"|mentions\s+l[ée]gales|confidentialit[ée]|contact|about\s+us|powered\s+by|proudly\s+powered)\b.*$",
+    re.I,
+)
+
+
+def _trim_footer_notice(text: str) -> str:
+    """The notice without the footer links that share its element ("... Reserved. Privacy | Terms")."""
+    trimmed = _FOOTER_NAV.sub("", text).rstrip(" |·•-–—")
+    return trimmed if trimmed and _NOTICE_HINT.search(trimmed) else text
 
 
 # ---------------------------------------------------------------------------------------------------

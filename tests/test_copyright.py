@@ -176,3 +176,32 @@ def test_nothing_found():
 
 def test_sources_vocabulary():
     assert set(COPYRIGHT_SOURCES) == {"jsonld", "meta", "rel_license", "body_line", "footer"}
+
+
+def test_footer_notice_is_trimmed_of_links_and_smallest_element_wins():
+    body = ('<div class="footer"><div class="footer-inner"><p>© 2024–2026 Harbor Press · '
+            '<a href="/privacy">Privacy Policy</a> | <a href="/terms">Terms</a></p>'
+            '<p>Harbor Press is a member of the State Press Association.</p></div></div>')
+    info = _find(_page('<meta property="og:site_name" content="Harbor Press">', body))
+    assert info.notice == "© 2024–2026 Harbor Press"
+    assert (info.holder, info.year, info.source, info.syndicated) == ("Harbor Press", 2026, "footer", False)
+
+
+def test_trailing_small_print_without_footer_element():
+    body = "<article><p>Story text.</p></article><div><small>Copyright 2023 Valley Weekly</small></div>"
+    info = _find(_page("", body))
+    assert (info.holder, info.year, info.source) == ("Valley Weekly", 2023, "footer")
+
+
+def test_body_lines_prefer_a_line_with_a_holder():
+    p = _page(SITE)
+    info = _find(p, ["Licensed under CC BY-NC-ND 4.0", "© 2022 The Open Ledger"])
+    assert info.holder == "The Open Ledger" and info.source == "body_line"
+    assert info.license_url == "https://creativecommons.org/licenses/by-nc-nd/4.0/"
+    assert info.syndicated is True
+
+
+def test_find_copyright_tolerates_odd_inputs():
+    p = _page(SITE, FOOTER)
+    assert find_copyright(p, None, None, None).source == "footer"
+    assert find_copyright(p, None, [None, "", 7], None).source == "footer"  # type: ignore[list-item]
