@@ -114,8 +114,26 @@ def page_of(i: int, n_pages: int) -> int:
 # ---------------------------------------------------------------------------------------------- server
 
 
-def _make_handler(pages, n: int, hosts: int, started: float, gzip_bodies: bool):
+class _Gzipped(bytes):
+    """A body already gzip-compressed (served with Content-Encoding: gzip)."""
+
+
+def page_body(page: tuple[str, bytes, tuple[bytes, ...]], url: str) -> bytes:
+    """The copy of ``page`` served at ``url``: the page's own URLs replaced by ``url``."""
+    _, html, own = page
+    for u in own:
+        html = html.replace(u, url.encode())
+    return html
+
+
+def _make_handler(pages, n: int, hosts: int, started: float, bases: list[str], gzip_bodies: bool):
     from http.server import BaseHTTPRequestHandler
+
+    bodies = None
+    if gzip_bodies:  # compressed once up front (level 1, nginx's default), so serving costs no CPU
+        bodies = [_Gzipped(gzip.compress(page_body(pages[page_of(i, len(pages))],
+                                                   bases[i % hosts] + url_path(i)), compresslevel=1))
+                  for i in range(n)]
 
     last_modified_ts = started - 3600
     last_modified = formatdate(last_modified_ts, usegmt=True)
@@ -125,6 +143,7 @@ def _make_handler(pages, n: int, hosts: int, started: float, gzip_bodies: bool):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes
         server_version = "newsmill-bench/0.1"
 
         def log_message(self, fmt, *args):  # quiet
@@ -133,10 +152,9 @@ def _make_handler(pages, n: int, hosts: int, started: float, gzip_bodies: bool):
         def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
             with lock:
                 counters[str(status)] = counters.get(str(status), 0) + 1
-            encode = (gzip_bodies and status == 200 and len(body) > 1024
-                      and "gzip" in (self.headers.get("Accept-Encoding") or ""))
-            if encode:
-                body = gzip.compress(body, compresslevel=1)
+            encode = isinstance(body, _Gzipped)
+            if encode and "gzip" not in (self.headers.get("Accept-Encoding") or ""):
+                body, encode = gzip.decompress(body), False
             self.send_response(status)
             if status != 304:
                 self.send_header("Content-Type", ctype)
@@ -195,10 +213,7 @@ def _make_handler(pages, n: int, hosts: int, started: float, gzip_bodies: bool):
                     hdrs = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": "max-age=0"}
                     if fresh:
                         return self._send(304, b"", "", hdrs)
-                    _, html, own = pages[p]
-                    url = (base + url_path(i)).encode()
-                    for u in own:
-                        html = html.replace(u, url)
+                    html = bodies[i] if bodies is not None else page_body(pages[p], base + url_path(i))
                     return self._send(200, html, "text/html; charset=utf-8", hdrs)
             return self._send(404, b"<html><body><h1>404 Not Found</h1></body></html>", "text/html")
 
@@ -207,22 +222,24 @@ def _make_handler(pages, n: int, hosts: int, started: float, gzip_bodies: bool):
 
 def _serve(conn, data_dir: str, n: int, hosts: int, first_ip: int, gzip_bodies: bool) -> None:
     """Child process: one ThreadingHTTPServer per host; sends the base URLs, runs until told to stop."""
-    from http.server import ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pages = load_pages(Path(data_dir))
-    handler = _make_handler(pages, n, hosts, time.time(), gzip_bodies)
     servers = []
     try:
         for h in range(hosts):
             ip = f"127.0.0.{first_ip + h}"
-            srv = ThreadingHTTPServer((ip, 0), handler)
+            srv = ThreadingHTTPServer((ip, 0), BaseHTTPRequestHandler, bind_and_activate=True)
             srv.daemon_threads = True
             srv.request_queue_size = 128
             srv.host_index = h
             srv.base_url = f"http://{ip}:{srv.server_address[1]}"
             servers.append(srv)
-            threading.Thread(target=srv.serve_forever, daemon=True, name=f"host-{h}").start()
+        handler = _make_handler(pages, n, hosts, time.time(), [s.base_url for s in servers], gzip_bodies)
+        for srv in servers:
+            srv.RequestHandlerClass = handler
+            threading.Thread(target=srv.serve_forever, daemon=True, name=f"host-{srv.host_index}").start()
         conn.send({"bases": [s.base_url for s in servers], "pages": len(pages)})
         conn.recv()  # block until the parent says stop (or dies: EOFError)
     except EOFError:
@@ -239,7 +256,7 @@ def _serve(conn, data_dir: str, n: int, hosts: int, first_ip: int, gzip_bodies: 
 
 
 @contextmanager
-def serve_pages(data_dir: Path, n: int, hosts: int, first_ip: int = 2, gzip_bodies: bool = False):
+def serve_pages(data_dir: Path, n: int, hosts: int, first_ip: int = 2, gzip_bodies: bool = True):
     """Yields (base URLs, number of distinct pages)."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
@@ -248,7 +265,7 @@ def serve_pages(data_dir: Path, n: int, hosts: int, first_ip: int = 2, gzip_bodi
     proc.start()
     _EXCLUDE_PIDS.add(proc.pid)
     try:
-        if not parent.poll(60):
+        if not parent.poll(300):
             raise RuntimeError("benchmark sites did not start")
         info = parent.recv()
         if "error" in info:
@@ -390,6 +407,10 @@ class RssSampler:
         self.interval = interval
         self.peak = 0
         self.samples = 0
+        self.cpu_s = 0.0  # CPU seconds of the tree (user + system; exited children counted at exit)
+        self._cpu: dict[int, float] = {}
+        self._sys0 = psutil.cpu_times()
+        self.other_cpu_share = 0.0  # share of all cores busy with processes outside the tree
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
 
@@ -402,7 +423,10 @@ class RssSampler:
         total = 0
         for p in procs:
             try:
-                total += p.memory_info().rss
+                with p.oneshot():
+                    total += p.memory_info().rss
+                    ct = p.cpu_times()
+                    self._cpu[p.pid] = ct.user + ct.system + ct.children_user + ct.children_system
             except ps.Error:
                 pass
         self.peak = max(self.peak, total)
@@ -420,6 +444,19 @@ class RssSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        ps = self._psutil
+        self.cpu_s = sum(self._cpu.values())
+        try:  # the waited-for process's own children totals are the most complete figure
+            ct = self.proc.cpu_times()
+            self.cpu_s = max(self.cpu_s, ct.user + ct.system + ct.children_user + ct.children_system)
+        except ps.Error:
+            pass
+        t1 = ps.cpu_times()
+        busy = lambda t: t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0) + \
+            getattr(t, "softirq", 0)
+        total = sum(t1) - sum(self._sys0)
+        if total > 0:
+            self.other_cpu_share = max(0.0, (busy(t1) - busy(self._sys0) - self.cpu_s) / total)
         return False
 
 
@@ -466,7 +503,8 @@ def run_newsmill(config: Path, warehouse: Path, env: dict, log_path: Path,
             rc = proc.wait()
         wall = time.perf_counter() - t0
     result = {"wall_s": round(wall, 3), "peak_rss_mb": round(rss.peak / 2**20, 1), "rc": rc,
-              "rss_samples": rss.samples}
+              "rss_samples": rss.samples, "cpu_s": round(rss.cpu_s, 2),
+              "other_cpu_share": round(rss.other_cpu_share, 3)}
     if rc != 0:
         result["error"] = log_path.read_text(errors="replace")[-4000:]
         return result
@@ -539,6 +577,9 @@ def run_baseline(urls: list[str], workers: int = 2, threads: int = 16, out_dir: 
                 pass
         peak[0] = max(peak[0], total)
 
+    sys0 = psutil.cpu_times()
+    me_cpu0 = sum(me.cpu_times()[:2])
+    pool_cpu: dict[int, float] = {}
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("forkserver")
     fetch_errors = 0
@@ -569,13 +610,25 @@ def run_baseline(urls: list[str], workers: int = 2, threads: int = 16, out_dir: 
                 rows.append(d)
             if k % 50 == 0:
                 sample()
+        for wp in list(getattr(pool, "_processes", {}).values()):
+            try:
+                pool_cpu[wp.pid] = sum(psutil.Process(wp.pid).cpu_times()[:2])
+            except psutil.Error:
+                pass
     t_extracted = time.perf_counter()
     keys = sorted({k for r in rows for k in r})
     table = pa.table({k: pa.array([None if r.get(k) is None else str(r.get(k)) for r in rows], pa.string())
                       for k in keys})
     pq.write_table(table, out_dir / "bare.parquet", compression="zstd")
     wall = time.perf_counter() - t0
-    return {"wall_s": round(wall, 3), "pages": len(urls), "fetched": fetched, "fetch_errors": fetch_errors,
+    own_cpu = sum(me.cpu_times()[:2]) - me_cpu0 + sum(pool_cpu.values())
+    sys1 = psutil.cpu_times()
+    busy = lambda t: t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0) + \
+        getattr(t, "softirq", 0)
+    total = sum(sys1) - sum(sys0)
+    other = max(0.0, (busy(sys1) - busy(sys0) - own_cpu) / total) if total > 0 else 0.0
+    return {"wall_s": round(wall, 3), "cpu_s": round(own_cpu, 2), "other_cpu_share": round(other, 3),
+            "pages": len(urls), "fetched": fetched, "fetch_errors": fetch_errors,
             "extracted": len(rows), "fetch_done_at_s": round(t_fetched - t0, 3),
             "extract_done_at_s": round(t_extracted - t0, 3),
             "write_s": round(wall - (t_extracted - t0), 3),
@@ -596,7 +649,7 @@ def _median(xs):
 
 def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT_DATA,
         only: str | None = None, api_url: str | None = None, workdir: Path | None = None,
-        extra_toml: str = "", incremental: bool = True, gzip_bodies: bool = False,
+        extra_toml: str = "", incremental: bool = True, gzip_bodies: bool = True,
         log=print) -> dict:
     tmp_ctx = tempfile.TemporaryDirectory(prefix="newsmill-bench-") if workdir is None else None
     work = Path(tmp_ctx.name) if tmp_ctx else Path(workdir)
@@ -730,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep configs, logs and warehouses here")
     ap.add_argument("--set", action="append", default=[], metavar="TOML",
                     help='extra config TOML, e.g. --set "[extract]\\nbatch_size = 200"')
-    ap.add_argument("--gzip", action="store_true", help="serve pages with Content-Encoding: gzip")
+    ap.add_argument("--identity", action="store_true",
+                    help="serve pages uncompressed (default: Content-Encoding: gzip, as news sites do)")
     args = ap.parse_args(argv)
     if args.n < 1 or args.hosts < 1 or args.hosts > 250:
         ap.error("--n must be >= 1 and --hosts 1..250")
@@ -738,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     report = run(n=args.n, hosts=args.hosts, repeat=args.repeat, data_dir=args.data, only=args.only,
                  api_url=args.api_url, workdir=args.workdir, extra_toml=extra,
-                 incremental=not args.no_incremental, gzip_bodies=args.gzip, log=log)
+                 incremental=not args.no_incremental, gzip_bodies=not args.identity, log=log)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

@@ -1,0 +1,34 @@
+"""A tiny run of ``bench/throughput.py`` so the harness cannot rot (uses the session's Prefect API)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AEB_HTML = REPO.parent / "shared" / "benchmarks" / "aeb" / "html"
+
+
+@pytest.mark.skipif(not AEB_HTML.is_dir(), reason="AEB benchmark pages not available")
+def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "throughput.py"), "--n", "12", "--hosts", "2", "--json",
+         "--api-url", prefect_api["url"], "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=170, cwd=str(REPO), env=prefect_api["env"],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    report = json.loads(proc.stdout)
+    s = report["summary"]
+    assert report["n"] == 12 and len(report["sites"]) == 2
+    assert s["pages_fetched"] == 12, report
+    assert s["articles_written"] >= 10, report  # every copy is its own article
+    assert s["newsmill_pages_per_s"] > 0 and s["baseline_pages_per_s"] > 0 and s["ratio"] > 0
+    assert s["newsmill_peak_rss_mb"] > 50
+    assert set(s["stages_s"]) >= {"discover", "fetch", "clean_extract", "write", "orchestration"}
+    # the second ingest over unchanged pages gets 304s only
+    assert s["incremental_outcomes"].get("not_modified", 0) == 12, s["incremental_outcomes"]
+    assert report["server_requests"]["304"] >= 12
