@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow ``python bench/aeb.py`` from a checkout
@@ -120,14 +119,6 @@ def load_pages(data_dir: Path, limit: int | None = None) -> list[tuple[str, str,
     return pages
 
 
-def _time_run(pages, fn: Callable[[str, bytes], str | None]) -> tuple[dict[str, str | None], float]:
-    out: dict[str, str | None] = {}
-    t0 = time.perf_counter()
-    for pid, url, html, _truth in pages:
-        out[pid] = fn(url, html)
-    return out, time.perf_counter() - t0
-
-
 def newsmill_runner():
     from tasks.clean import load_rules
     from tasks.config import ExtractSettings
@@ -172,17 +163,21 @@ SYSTEMS = {
 
 def run_benchmark(data_dir: Path = DEFAULT_DATA, limit: int | None = None,
                   only: list[str] | None = None) -> dict[str, Score]:
+    """Score every system. Systems are interleaved page by page (each page runs through every system
+    before the next page), so a machine-load change affects all of them alike and the speed ratio is fair."""
     pages = load_pages(data_dir, limit)
     truths = {pid: t for pid, _u, _h, t in pages}
-    results: dict[str, Score] = {}
-    for name, make in SYSTEMS.items():
-        if only and name not in only:
-            continue
-        fn = make()
+    runners = {name: make() for name, make in SYSTEMS.items() if not only or name in only}
+    for fn in runners.values():
         fn(pages[0][1], pages[0][2])  # warm-up (imports, rule compilation, lazy tables)
-        preds, secs = _time_run(pages, fn)
-        results[name] = score(name, truths, preds, secs)
-    return results
+    preds: dict[str, dict[str, str | None]] = {name: {} for name in runners}
+    secs = dict.fromkeys(runners, 0.0)
+    for pid, url, html, _truth in pages:
+        for name, fn in runners.items():
+            t0 = time.perf_counter()
+            preds[name][pid] = fn(url, html)
+            secs[name] += time.perf_counter() - t0
+    return {name: score(name, truths, preds[name], secs[name]) for name in runners}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -269,6 +269,11 @@ def rules_from_dicts(generic: dict[str, dict], sites: dict[str, dict] | None = N
             meta = site_rule_from_dict(data["metadata"], domain=domain)
         site_rules.append(SiteRules(domain=domain, selectors=tuple(s), phrases=tuple(p), metadata=meta))
         h.update(b"site:" + domain.encode() + b"\0" + repr(sorted(data.items(), key=lambda kv: kv[0])).encode())
+    seen: set[str] = set()
+    for r in [*selectors, *phrases, *(x for s in site_rules for x in (*s.selectors, *s.phrases))]:
+        if r.name in seen:
+            raise ConfigError(f"rule name {r.name!r} is used twice (removals must say which rule removed them)")
+        seen.add(r.name)
     return RuleSet(selectors=tuple(selectors), phrases=tuple(phrases), sites=tuple(site_rules),
                    version=h.hexdigest()[:16])
 
@@ -443,6 +448,7 @@ class _Compiled:
     xpath_rules: tuple[tuple[etree.XPath, SelectorRule], ...]
     block_phrases: _PhraseMatcher
     text_phrases: _PhraseMatcher
+    element_xpath: etree.XPath | None = None  # elements with a class/id, plus the tag-rule tags
     token_cache: dict = field(default_factory=dict)  # class token / id -> rule (tokens repeat a lot)
 
     def _token(self, tok: str) -> SelectorRule | None:
@@ -490,7 +496,9 @@ def _compile(rules: RuleSet, domain: str | None) -> _Compiled:
         for t in s.tags:
             tag_rules.setdefault(t, s)
     xpath_rules = tuple((etree.XPath(s.xpath), s) for s in selectors if s.xpath)
+    paths = (["//body//*[@class or @id]"] if token_rx is not None else []) + [f"//body//{t}" for t in tag_rules]
     return _Compiled(
+        element_xpath=etree.XPath(" | ".join(paths)) if paths else None,
         token_rules=tuple(token_rules), token_rx=token_rx, tag_rules=tag_rules, xpath_rules=xpath_rules,
         block_phrases=_phrase_matcher([p for p in phrases if p.scope == "block"]),
         text_phrases=_phrase_matcher(phrases),
@@ -518,8 +526,8 @@ _WS = re.compile(r"\s+")
 _BLOCK_TAGS = ("p", "div", "li", "section", "aside", "h1", "h2", "h3", "h4", "h5", "h6", "figcaption",
                "blockquote", "td", "header", "footer", "figure", "dd", "dt", "ul", "ol", "center", "article")
 _BLOCK_MAX_CHARS = 600  # longest block any phrase rule may remove
-_BLOCKS_XPATH = etree.XPath(
-    "//body//*[" + " or ".join(f"self::{t}" for t in _BLOCK_TAGS) + "]"
+_BLOCKS_XPATH = etree.XPath(  # a union of paths is much faster in libxml2 than one predicate of self:: tests
+    "(" + " | ".join(f"//body//{t}" for t in _BLOCK_TAGS) + ")"
     f"[string-length(normalize-space(.)) <= {max(RECURRING_MAX_CHARS, _BLOCK_MAX_CHARS)}]"
 )
 _BODY_LEN = etree.XPath("string-length(normalize-space(//body))")
@@ -640,22 +648,17 @@ def clean_tree(page: ParsedPage, rules: RuleSet, recurring: frozenset[str] = fro
 
     # 1. element rules: class/id tokens, tags, XPath/CSS
     candidates: list[tuple[object, SelectorRule]] = []
-    if comp.token_rx is not None:
-        for el in root.xpath("//body//*[@class or @id]"):
-            rule = comp.token_rule(el)
+    if comp.element_xpath is not None:
+        for el in comp.element_xpath(root):  # document order: outer matches come first
+            rule = comp.tag_rules.get(el.tag) if comp.tag_rules else None
+            if rule is None:
+                rule = comp.token_rule(el)
             if rule is not None:
                 candidates.append((el, rule))
-    if comp.tag_rules:
-        for el in root.iter(*comp.tag_rules):
-            candidates.append((el, comp.tag_rules[el.tag]))
     for xp, rule in comp.xpath_rules:
         for el in xp(root):
             if hasattr(el, "tag"):
                 candidates.append((el, rule))
-    if len(comp.tag_rules) + len(comp.xpath_rules) and candidates:
-        # document order, so an outer match is handled before the elements it contains
-        order = {el: i for i, el in enumerate(root.iter())}
-        candidates.sort(key=lambda c: order.get(c[0], 0))
     for el, rule in candidates:
         if not _attached(el, root) or _holds_article(el, stats):
             continue

@@ -1,0 +1,214 @@
+"""Boilerplate cleaning: rules as data, phrase rules only on short self-contained blocks, selector guards,
+tail text kept, per-site overrides, rule validation. All HTML here is written for the tests."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from tasks.clean import (
+    RuleSet,
+    block_fingerprint,
+    clean_lines,
+    clean_tree,
+    load_rules,
+    rules_from_dicts,
+    text_blocks,
+)
+from tasks.errors import ConfigError
+from tasks.parse import parse_html
+from tasks.records import BOILERPLATE_KINDS
+
+URL = "https://news.example.org/2024/05/town-budget"
+
+PARA = ("The town council met late on Tuesday to settle a budget that had been argued over since the "
+        "winter, with members trading amendments until well after the library closed for the night.")
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleSet:
+    return load_rules()
+
+
+def page_of(body: str, url: str = URL):
+    return parse_html(f"<html><head><title>t</title></head><body>{body}</body></html>", url)
+
+
+def body_text(page) -> str:
+    return " ".join(page.tree.find("body").text_content().split())
+
+
+def test_rules_load_picklable_and_cover_kinds_and_languages(rules):
+    assert rules.selectors and rules.phrases and rules.version
+    assert pickle.loads(pickle.dumps(rules)) == rules
+    kinds = {r.kind for r in rules.selectors} | {r.kind for r in rules.phrases}
+    assert kinds <= set(BOILERPLATE_KINDS)
+    assert {"ad", "donation", "newsletter", "subscription", "social", "related", "comments",
+            "navigation", "copyright", "other"} <= kinds
+    langs = {lang for r in rules.phrases for lang in r.lang.split(",")}
+    assert {"en", "es", "de", "fr"} <= langs
+    names = [r.name for r in rules.phrases] + [r.name for r in rules.selectors]
+    assert len(names) == len(set(names)), "rule names are unique"
+
+
+@pytest.mark.parametrize("label", ["Advertisement", "ADVERTISEMENT", "300x250 Ad", "Publicidad", "Anzeige",
+                                   "Publicité", "— Advertisement —"])
+def test_ad_labels_in_several_languages(rules, label):
+    page = page_of(f"<article><p>{PARA}</p><div>{label}</div><p>{PARA}</p></article>")
+    removals = clean_tree(page, rules)
+    assert [(r.kind, r.text) for r in removals] == [("ad", label)]
+    assert removals[0].rule.startswith("ad.label.")
+    assert label not in body_text(page)
+    assert body_text(page).count("town council") == 2
+
+
+@pytest.mark.parametrize("line,kind", [
+    ("Support quality journalism, like the story above, with your gift right now.", "donation"),
+    ("Sign up for our newsletter", "newsletter"),
+    ("Subscribe to the Morning Briefing newsletter", "newsletter"),
+    ("Suscríbete a nuestro boletín diario", "newsletter"),
+    ("Jetzt den Newsletter abonnieren", "newsletter"),
+    ("Inscrivez-vous à notre newsletter", "newsletter"),
+    ("Subscribe now for unlimited access", "subscription"),
+    ("Already a subscriber? Log in", "subscription"),
+    ("Read more: Council approves the new bridge", "related"),
+    ("Related: Five things to know about the levy", "related"),
+    ("Lesen Sie auch: Der Haushalt im Überblick", "related"),
+    ("Lea también: El presupuesto municipal", "related"),
+    ("À lire aussi : Le budget de la ville", "related"),
+    ("Jetzt spenden", "donation"),
+    ("Haz una donación hoy", "donation"),
+    ("Faites un don", "donation"),
+    ("Share this article on Facebook", "social"),
+    ("Leave a comment", "comments"),
+])
+def test_prompts_inside_article_as_plain_paragraphs(rules, line, kind):
+    page = page_of(f"<article><p>{PARA}</p><p>{line}</p><p>{PARA}</p></article>")
+    removals = clean_tree(page, rules)
+    assert [r.kind for r in removals] == [kind], removals
+    assert removals[0].text == line
+    assert line not in body_text(page)
+
+
+@pytest.mark.parametrize("sentence", [
+    "After months of debate the county accepted a donation of farmland from a retired teacher, officials said.",
+    "The district will advertise the open positions next month and hopes to fill them before autumn.",
+    "Die Gemeinde richtete ein Spendenkonto für Betroffene ein, nachdem das Hochwasser mehrere Häuser beschädigt hatte.",
+    "Readers who subscribe to the print edition were asked about the redesign in a survey last spring.",
+    "Related problems surfaced when engineers inspected the old bridge: rust, cracked bolts and loose rails.",
+])
+def test_article_sentences_mentioning_phrases_survive(rules, sentence):
+    page = page_of(f"<article><p>{PARA}</p><p>{sentence}</p><p>{PARA}</p></article>")
+    assert clean_tree(page, rules) == []
+    assert sentence in body_text(page)
+
+
+def test_phrase_inside_a_longer_paragraph_survives(rules):
+    para = f"{PARA} Advertisement revenue fell, the treasurer said. Support quality journalism was her motto."
+    page = page_of(f"<article><p>{para}</p></article>")
+    assert clean_tree(page, rules) == []
+
+
+def test_selectors_share_related_newsletter_comments(rules):
+    page = page_of(f"""
+      <article>
+        <div class="share-bar"><a>Facebook</a><a>Twitter</a><a>Email</a></div>
+        <p>{PARA}</p>
+        <div class="newsletter-signup"><h3>Morning brief</h3><form><input></form></div>
+        <p>{PARA}</p>
+        <aside class="related-articles"><ul><li><a>Budget vote delayed</a></li><li><a>Library hours</a></li></ul></aside>
+        <div id="comments"><p>Great story!</p></div>
+      </article>""")
+    removals = clean_tree(page, rules)
+    got = {(r.kind, r.rule) for r in removals}
+    assert ("social", "social.share") in got
+    assert ("newsletter", "newsletter.signup") in got
+    assert ("related", "related.list") in got
+    assert ("comments", "comments.section") in got
+    text = body_text(page)
+    assert text.count("town council") == 2
+    for gone in ("Facebook", "Morning brief", "Library hours", "Great story"):
+        assert gone not in text
+
+
+def test_ad_slot_classes_but_not_lookalikes(rules):
+    page = page_of(f"""
+      <div class="header"><div class="masthead">Daily Example</div></div>
+      <div class="ad-slot" id="div-gpt-ad-1">ad code</div>
+      <div class="shadow-box"><p>{PARA}</p></div>
+      <div class="leaderboard ad">banner</div>""")
+    removals = clean_tree(page, rules)
+    assert {r.text for r in removals if r.kind == "ad"} == {"ad code", "banner"}
+    assert "Daily Example" in body_text(page) and "town council" in body_text(page)
+
+
+def test_selector_guard_keeps_a_wrapper_holding_the_article(rules):
+    page = page_of(f"""<div class="page has-ads ad-wrapper"><p>{PARA}</p><p>{PARA}</p><p>{PARA}</p>
+                     <div class="ad-unit">slot</div></div>""")
+    removals = clean_tree(page, rules)
+    assert [r.text for r in removals] == ["slot"]
+    assert body_text(page).count("town council") == 3
+
+
+def test_tail_text_of_a_removed_element_is_kept(rules):
+    page = page_of("<div><p>First part of the story.<br>"
+                   "<span class='ad'>buy now</span> and the sentence goes on after the slot.</p></div>")
+    clean_tree(page, rules)
+    text = body_text(page)
+    assert "buy now" not in text
+    assert "and the sentence goes on after the slot." in text
+
+
+def test_recurring_fingerprints_remove_short_blocks_only(rules):
+    line = "Our reporters rely on the Friends of the Valley Gazette fund."
+    page = page_of(f"<article><p>{PARA}</p><p>{line}</p><p>{PARA}</p></article>")
+    removals = clean_tree(page, rules, frozenset({block_fingerprint(line)}))
+    assert [(r.kind, r.rule, r.text) for r in removals] == [("recurring", "recurring", line)]
+    # a block that is most of a page's text is never removed as recurring
+    page = page_of(f"<article><p>{line}</p></article>")
+    assert clean_tree(page, rules, frozenset({block_fingerprint(line)})) == []
+
+
+def test_text_blocks_fingerprints_are_case_and_space_insensitive():
+    page = page_of("<div><p>Hello   World, this is a block.</p><p>hello world, THIS is a block.</p></div>")
+    keys = [b.key for b in text_blocks(page) if b.el.tag == "p"]
+    assert keys[0] == keys[1] is not None
+
+
+def test_site_override_by_domain_not_code(tmp_path):
+    generic = {"ad.toml": {"kind": "ad", "phrases": [{"name": "ad.label", "patterns": ["advertisement"]}]}}
+    sites = {"example.org": {"domain": "example.org",
+                             "selectors": [{"name": "promo", "kind": "other", "css": "div.house-promo"}],
+                             "phrases": [{"name": "pledge", "kind": "donation",
+                                          "patterns": ["keep the valley informed.*"]}],
+                             "metadata": {"site_name": "Example Org"}}}
+    rules = rules_from_dicts(generic, sites)
+    body = f"<p>{PARA}</p><div class='house-promo'>Tote bags!</div><p>Keep the Valley informed: chip in.</p>"
+    page = page_of(body, "https://www.news.example.org/a")
+    got = {(r.kind, r.rule) for r in clean_tree(page, rules)}
+    assert got == {("other", "site:example.org:promo"), ("donation", "site:example.org:pledge")}
+    assert rules.site_rule("news.example.org").site_name == "Example Org"
+    other = page_of(body, "https://elsewhere.example.com/a")
+    assert clean_tree(other, rules) == []
+
+
+def test_clean_lines_text_scope(rules):
+    lines = ["A real paragraph of the story that goes on for a while.", "Copyright 2019 NPR. To see more, visit",
+             "___", "READ MORE: Council approves bridge"]
+    kept, removals = clean_lines(lines, rules, "example.org", URL)
+    assert kept == lines[:1]
+    assert [r.kind for r in removals] == ["copyright", "other", "related"]
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"x.toml": {"kind": "adverts"}}, "kind"),
+    ({"x.toml": {"kind": "ad", "phrases": [{"name": "p", "patterns": ["(unclosed"]}]}}, "bad regex"),
+    ({"x.toml": {"kind": "ad", "phrases": [{"patterns": ["x"]}]}}, "name"),
+    ({"x.toml": {"kind": "ad", "selectors": [{"name": "s"}]}}, "needs tokens"),
+    ({"x.toml": {"kind": "ad", "phrases": [{"name": "p", "patterns": ["x"], "maxchars": 3}]}}, "unknown key"),
+    ({"x.toml": {"kind": "ad", "selectors": [{"name": "s", "xpath": "//["}]}}, "XPath"),
+])
+def test_bad_rules_raise_config_error(data, needle):
+    with pytest.raises(ConfigError, match=needle):
+        rules_from_dicts(data)

@@ -1,0 +1,183 @@
+"""extract_page / extract_batch: the founding NPR-style case, outcomes as values, language, identity,
+recurring learning across a batch with its guards. All article text here is written for the tests."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import random
+
+import pytest
+
+from tasks.clean import load_rules
+from tasks.config import ExtractSettings
+from tasks.extract import EXTRACTOR_VERSION, extract_batch, extract_page
+from tasks.urls import article_id
+
+SETTINGS = ExtractSettings(recurring_min_pages=3)
+
+STATION_PARAS = [
+    "Two regional leaders will meet on Thursday at a riverside hall, the first such visit in more than a "
+    "decade, according to statements released by both governments late on Monday evening.",
+    "The meeting comes days before a wider summit of trading partners, where tariffs on farm equipment and "
+    "shipping fees are expected to dominate the agenda, officials in both capitals said.",
+    "Analysts said the timing was deliberate. \"Nobody schedules a trip like this by accident,\" said a "
+    "professor of regional studies who has followed the talks for years.",
+    "Negotiations stalled last spring after a dispute over fishing rights in the northern bay, and since "
+    "then the two sides have traded proposals through intermediaries rather than meeting in person.",
+    "Local business owners said they hoped for calmer relations. A ferry operator said bookings had fallen "
+    "by a third since the dispute began and that his crews were working shorter weeks.",
+]
+
+NPR_BOILERPLATE = [
+    "Copyright 2019 NPR. To see more, visit",
+    "300x250 Ad",
+    "300x250 Ad",
+    "Support quality journalism, like the story above, with your gift right now.",
+]
+
+
+def station_page() -> str:
+    paras = "".join(f"<p>{p}</p>" for p in STATION_PARAS)
+    return f"""<!doctype html><html lang="en"><head>
+      <title>Regional leaders to meet Thursday | Valley Public Radio</title>
+      <meta property="og:site_name" content="Valley Public Radio">
+      <meta property="og:title" content="Regional leaders to meet Thursday">
+      <link rel="canonical" href="https://www.valleypublicradio.example/2019-06-18/leaders-meet">
+      </head><body>
+      <nav><a href="/">Home</a><a href="/news">News</a><a href="/donate">Donate</a></nav>
+      <main><article>
+        <h1>Regional leaders to meet Thursday</h1>
+        <div class="story-body">{paras}
+          <p>{NPR_BOILERPLATE[0]}</p>
+          <div>{NPR_BOILERPLATE[1]}</div>
+          <div>{NPR_BOILERPLATE[2]}</div>
+          <p>{NPR_BOILERPLATE[3]}</p>
+        </div>
+      </article></main>
+      <footer><p>© 2024 Valley Public Radio</p></footer>
+    </body></html>"""
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules()
+
+
+def test_npr_style_page_text_clean_and_removals_listed(rules):
+    url = "https://www.valleypublicradio.example/2019-06-18/leaders-meet?utm_source=feed"
+    res = extract_page(station_page(), url, rules=rules, settings=SETTINGS)
+    assert res.outcome == "ok" and res.error is None
+    a = res.article
+    for p in STATION_PARAS:
+        assert p in a.text
+    for line in NPR_BOILERPLATE:
+        assert line not in a.text
+    assert "300x250" not in a.text and "gift" not in a.text and "Copyright" not in a.text
+    kinds = [(r.kind, r.rule) for r in res.removals]
+    assert kinds.count(("ad", "ad.label.en")) == 2
+    assert ("donation", "donation.appeal.en") in kinds
+    assert ("copyright", "copyright.body_line") in kinds
+    assert all(r.url == url for r in res.removals)
+    # copyright captured from the trailing body line: NPR owns the story, not the station
+    assert a.copyright_holder == "NPR" and a.copyright_year == 2019
+    assert a.copyright_source == "body_line" and a.syndicated is True
+    assert a.language == "en"
+    assert a.site_name == "Valley Public Radio"
+    assert a.canonical_url == "https://www.valleypublicradio.example/2019-06-18/leaders-meet"
+    assert a.article_id == article_id(a.canonical_url)
+    assert a.domain == "valleypublicradio.example"
+    assert a.content_hash == hashlib.sha256(a.text.encode()).hexdigest()
+    assert a.extractor_version == EXTRACTOR_VERSION
+    assert res.block_hashes and len(set(res.block_hashes)) == len(res.block_hashes)
+
+
+def test_outcomes_are_values(rules):
+    assert extract_page(b"   ", "https://x.example/a", rules=rules, settings=SETTINGS).outcome == "parse_error"
+    res = extract_page("<html><body><nav><a href='/'>Home</a></nav><p>Short.</p></body></html>",
+                       "https://x.example/b", rules=rules, settings=SETTINGS)
+    assert res.outcome == "no_article" and res.article is None and res.error
+
+
+def test_language_from_text_and_html_lang_fallback(rules):
+    es = ("<p>El ayuntamiento aprobó el martes un presupuesto que llevaba meses en discusión, después de una "
+          "sesión larga en la que los concejales presentaron enmiendas hasta bien entrada la noche.</p>") * 3
+    res = extract_page(f"<html lang='en'><body><article>{es}<p>Publicidad</p></article></body></html>",
+                       "https://diario.example/a", rules=rules, settings=SETTINGS)
+    assert res.article.language == "es"
+    assert [r.rule for r in res.removals] == ["ad.label.es"]
+
+
+def test_extract_batch_is_worker_friendly(rules):
+    assert pickle.loads(pickle.dumps(extract_batch)) is extract_batch
+    assert pickle.loads(pickle.dumps(rules)) == rules
+    out = extract_batch([("https://x.example/a", b""), ("https://www.valleypublicradio.example/s", station_page())],
+                        rules=rules, settings=SETTINGS)
+    assert [r.outcome for r in out] == ["parse_error", "ok"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# recurring learning
+
+WORDS = ("harbor council ferry budget bridge river school library orchard festival mayor tunnel market "
+         "rail storm clinic garden bakery museum stadium trail farmers permit vote grant").split()
+
+HOUSE_LINE = "Drop by the Gazette open house on Fridays to meet the people behind these pages."
+
+
+def story(seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    return [" ".join(rnd.choice(WORDS) for _ in range(40)).capitalize() + "." for _ in range(4)]
+
+
+def gazette_page(paras: list[str], canonical: str, extra: str = HOUSE_LINE) -> str:
+    body = "".join(f"<p>{p}</p>" for p in paras)
+    return (f"<html><head><link rel='canonical' href='{canonical}'><title>t</title></head><body><article>"
+            f"{body}<p>{extra}</p></article></body></html>")
+
+
+def batch_of(items):
+    return [(url, gazette_page(paras, canon)) for url, paras, canon in items]
+
+
+def house_removed(results) -> list[bool]:
+    return [any(r.kind == "recurring" and r.text == HOUSE_LINE for r in res.removals) and
+            HOUSE_LINE not in res.article.text for res in results]
+
+
+def test_recurring_block_learned_across_distinct_articles(rules):
+    items = [(f"https://gazette.example/s{i}", story(i), f"https://gazette.example/s{i}") for i in range(4)]
+    results = extract_batch(batch_of(items), rules=rules, settings=SETTINGS)
+    assert all(r.outcome == "ok" for r in results)
+    assert house_removed(results) == [True] * 4
+    # below the threshold (2 distinct articles): kept
+    results = extract_batch(batch_of(items[:2]), rules=rules, settings=SETTINGS)
+    assert house_removed(results) == [False, False]
+    # history from earlier runs is enough on its own
+    from tasks.clean import block_fingerprint
+
+    results = extract_batch(batch_of(items[:1]), rules=rules, settings=SETTINGS,
+                            history={"gazette.example": frozenset({block_fingerprint(HOUSE_LINE)})})
+    assert house_removed(results) == [True]
+    assert block_fingerprint(HOUSE_LINE) in results[0].block_hashes
+
+
+def test_same_article_twice_is_not_two_pages(rules):
+    same = story(7)
+    items = [("https://gazette.example/a?page=1", same, "https://gazette.example/a"),
+             ("https://gazette.example/a?ref=home", same, "https://gazette.example/a"),
+             ("https://gazette.example/b", story(8), "https://gazette.example/b")]
+    assert house_removed(extract_batch(batch_of(items), rules=rules, settings=SETTINGS)) == [False] * 3
+    # same paragraphs under another canonical URL (re-posted / syndicated copy on the same host)
+    items[1] = ("https://gazette.example/wire/a-copy", same, "https://gazette.example/wire/a-copy")
+    assert house_removed(extract_batch(batch_of(items), rules=rules, settings=SETTINGS)) == [False] * 3
+
+
+def test_syndicated_copy_on_two_hosts_is_not_recurring(rules):
+    wire = story(11)
+    items = [("https://gazette.example/w", wire, "https://gazette.example/w"),
+             ("https://herald.example/w", wire, "https://herald.example/w"),
+             ("https://herald.example/x", story(12), "https://herald.example/x")]
+    results = extract_batch(batch_of(items), rules=rules, settings=SETTINGS)
+    assert house_removed(results) == [False] * 3
+    assert all(r.outcome == "ok" for r in results)
