@@ -18,7 +18,8 @@ a holder, the first source with a notice or licence gives the fields.
 Holder normalisation (decided here, applied everywhere): the name as a reader would write it — the
 copyright sign, "Copyright", years, "All rights reserved" (en/de/fr/es/it), "To see more, visit ..." and
 URLs are removed, and a trailing *legal-form* suffix is dropped (Inc., LLC, Ltd., Limited, plc, GmbH,
-GmbH & Co. KG, AG, SE, S.A., S.L., SAS, Corp., Corporation) so that "NPR, Inc." in one place and "NPR"
+GmbH & Co. KG, AG, SE, S.A., S.L., SAS, Corp., Corporation, L.P., Pvt., B.V., S.p.A., S.r.l., e.V., ...), and
+an appositive after a comma is dropped ("The Detroit News, a Digital First Media Newspaper") so that "NPR, Inc." in one place and "NPR"
 in another compare equal. Articles ("The Associated Press") and the rest of the name are kept.
 
 ``year`` is the latest year of a range ("2021–2024" -> 2024, "2024-26" -> 2026).
@@ -96,7 +97,8 @@ _TAILS = re.compile(
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 _LEGAL_FORMS = re.compile(
     r"(?:,?\s+(?:inc\.?|incorporated|llc\.?|l\.l\.c\.|ltd\.?|limited|plc|gmbh(?:\s*&\s*co\.?\s*kg)?|ag|se"
-    r"|s\.a\.?|s\.l\.?|sas|s\.a\.s\.?|corp\.?|corporation|l\.?p\.?))+\s*$",
+    r"|s\.a\.?|s\.l\.?|sas|s\.a\.s\.?|corp\.?|corporation|l\.?p\.?|pvt\.?|private\s+limited|pty"
+    r"|b\.v\.?|n\.v\.?|oy|ab|as|a/s|s\.p\.a\.?|s\.r\.l\.?|kg|ohg|e\.v\.?))+\s*$",
     re.I,
 )
 _CONNECTORS = {
@@ -274,6 +276,7 @@ def normalize_holder(text: Any) -> str | None:
     s = _TAILS.sub("", s).strip(" .,;:-–—|·•/")
     s = _cut_sentence(s).strip(" .,;:-–—|·•/")
     s = re.sub(r",[^,]*\d.*$", "", s)  # "dpa-infocom, dpa:260114-99-123456/3": an id after the name
+    s = re.sub(r",\s+(?:a|an|part\s+of|owned\s+by|un|una|ein|eine|une)\s+.*$", "", s, flags=re.I)  # appositive
     s = re.sub(r"^(?:by|por|von|par)\s+", "", s, flags=re.I)
     prev = None
     while prev != s:
@@ -486,25 +489,33 @@ def _split_block(text: str) -> list[str]:
 
 _FOOTER_XPATH = (
     "//footer | //*[@role='contentinfo']"
-    " | //*[contains(translate(@class,'FOOTER','footer'),'footer') or contains(translate(@id,'FOOTER','footer'),'footer')]"
+    " | //*[contains(@class,'footer') or contains(@class,'Footer') or contains(@id,'footer') or contains(@id,'Footer')]"
 )
 _NOTICE_HINT = re.compile(r"©|\(c\)|copyright|rights\s+reserved|rechte\s+vorbehalten|droits\s+r[ée]serv|"
                           r"derechos\s+reservados", re.I)
-_BLOCK_TAGS = {"p", "div", "small", "span", "li", "section", "footer", "address", "td", "strong", "em", "b"}
+_BLOCK_TAGS = {"p", "div", "small", "span", "li", "section", "footer", "address", "td", "strong", "em", "b",
+               "body", "aside", "ul", "nav", "center", "font", "article", "main", "table", "tbody", "tr"}
 
 
-def _notice_candidates(root) -> list[str]:
-    out = []
-    for el in root.iter():
-        if not isinstance(el.tag, str) or el.tag not in _BLOCK_TAGS:
+def _notice_candidates(root, out: list[str], seen: set) -> None:
+    """Short notice-like texts under ``root``: descend only into elements whose text holds a hint."""
+    stack = [root]
+    while stack:
+        el = stack.pop()
+        if id(el) in seen or not isinstance(el.tag, str) or el.tag not in _BLOCK_TAGS:
             continue
+        seen.add(id(el))
         try:
-            t = _clean_text(el.text_content())
+            raw = el.text_content()
         except ValueError:
             continue
-        if t and len(t) <= _MAX_LINE and _NOTICE_HINT.search(t):
-            out.append(t)
-    return out
+        if not _NOTICE_HINT.search(raw):
+            continue
+        if len(raw) <= 2 * _MAX_LINE:
+            t = _clean_text(raw)
+            if t and len(t) <= _MAX_LINE:
+                out.append(t)
+        stack.extend(reversed(el))
 
 
 def _from_footer(page: ParsedPage) -> CopyrightInfo | None:
@@ -513,20 +524,21 @@ def _from_footer(page: ParsedPage) -> CopyrightInfo | None:
     except Exception:  # noqa: BLE001
         roots = []
     texts: list[str] = []
+    seen: set = set()
     for r in roots:
-        texts.extend(_notice_candidates(r))
+        _notice_candidates(r, texts, seen)
     if not texts:  # trailing small print anywhere: the last few notice-like blocks of the page
-        try:
-            body = page.tree.find(".//body")
-        except Exception:  # noqa: BLE001
-            body = None
+        body = page.tree.find(".//body")
         if body is not None:
-            texts = _notice_candidates(body)[-5:]
+            tail: list[str] = []
+            _notice_candidates(body, tail, set())
+            texts = tail[-5:]
     found = []
     for t in sorted(dict.fromkeys(texts), key=len):  # the smallest element that holds the notice
-        info = match_copyright_line(t)
+        trimmed = _trim_footer_notice(t)
+        info = match_copyright_line(trimmed) or match_copyright_line(t)
         if info:
-            found.append(replace(info, notice=_trim_footer_notice(t)))
+            found.append(replace(info, notice=trimmed))
     return _best(found)
 
 

@@ -424,13 +424,15 @@ def title_of(page: ParsedPage, site: SiteRule | None = None) -> str | None:
 # authors
 
 _BY_PREFIX = re.compile(
-    r"^\s*(?:(?:written|reported|story|text|words|photos?)\s+)?"
+    r"^\s*(?:(?:written|reported|story|text|words|photos?|analysis|opinion|commentary|review|column|interview"
+    r"|perspective|essay|video|audio|report|reporting|un\s+artículo|ein\s+beitrag|une\s+analyse)\s+)?"
     r"(?:by|from|por|von|par|de|di|door|av|af|texto|texte|text)\s*[:\-]?\s+",
     re.I,
 )
 _BY_ONLY = re.compile(r"^\s*(?:by|por|von|par)\s*[:\-]?\s*$", re.I)
 _SPLIT = re.compile(
-    r"\s*(?:;|,|\s&\s|\s\+\s|\band\b|\by\b|\bund\b|\bet\b|\be\b|\bsowie\b|\bwith\b|\bcon\b|\bmit\b|\bavec\b|/)\s*",
+    r"\s*(?:;|,|\s&\s|\s\+\s|\band\b|(?-i:\sy\s)|(?-i:\sY\s)(?=[A-ZÀ-Þ][a-zà-ÿ])|\bund\b|\bet\b|(?-i:\se\s)"
+    r"|\bsowie\b|\bwith\b|\bcon\b|\bmit\b|\bavec\b|/)\s*",
     re.I,
 )
 _ROLE_WORDS = {
@@ -442,7 +444,9 @@ _ROLE_WORDS = {
     "redacción", "redaccion", "redaktion", "redakteur", "redakteurin", "korrespondent",
     "korrespondentin", "journaliste", "journalist", "journalistin", "periodista", "corresponsal",
     "envoyé", "envoyée", "rédaction", "rédacteur", "rédactrice", "agencia", "agencias", "agentur",
-    "agenturen", "wire", "wires", "services", "service", "updated", "published", "posted",
+    "agenturen", "wire", "wires", "services", "service", "updated", "published", "posted", "editorial",
+    "editorials", "opinion", "media", "news", "newspaper", "network", "press", "agency", "group", "inc",
+    "llc", "ltd", "gmbh", "magazine", "online", "digital", "associated", "newsletter", "board",
 }
 _WIRE_NAMES = {
     "ap", "the associated press", "associated press", "reuters", "afp", "agence france-presse",
@@ -451,6 +455,10 @@ _WIRE_NAMES = {
 }
 _TRAILING_WIRE = re.compile(
     r"\s+(?:the\s+)?(?:associated\s+press|ap|reuters|afp|dpa|efe|bloomberg(?:\s+news)?|npr|upi)\s*$", re.I)
+_WEEKDAY_TAIL = re.compile(
+    r"\s+(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|updated|published|posted|lunes|martes"
+    r"|miércoles|jueves|viernes|sábado|domingo|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag"
+    r"|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|commented|wrote|says|said)\b.*$", re.I)
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
 _URLISH = re.compile(r"(?:https?://|www\.)\S+|\S+\.(?:com|org|net|de|es|fr|co\.uk)(?:/\S*)?\b", re.I)
 _PAREN = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*")
@@ -484,12 +492,13 @@ def _is_role_segment(s: str) -> bool:
     low = s.lower().strip(" .")
     if low in _WIRE_NAMES:
         return True
-    words = [w.strip(".,").lower() for w in low.split()]
+    words = [w.strip(".,").lower() for w in re.split(r"[\s-]+", low)]
     if not words:
         return True
     if any(w in _ROLE_WORDS for w in words):
         return True
-    if low.startswith(("for ", "special to ", "para ", "für ", "pour ")):
+    if low.startswith(("for ", "special to ", "para ", "für ", "pour ")) or re.search(
+            r"\s(?:for|of|at|to|para|für|pour|de)$", low):
         return True
     if re.fullmatch(r"[A-Z]{2,5}", s.strip(" .")):  # an acronym: an organisation, not a person
         return True
@@ -522,6 +531,7 @@ def _split_byline(raw: str) -> list[str]:
     for part in _SPLIT.split(s):
         part = _BY_PREFIX.sub("", part.strip())
         part = _TRAILING_WIRE.sub("", part)  # "TERESA ALVARADO Associated Press"
+        part = _WEEKDAY_TAIL.sub("", part)  # "Jeff Foust Monday" (byline and date in one element)
         part = _normalise_name(part)
         if not part or _is_role_segment(part) or re.match(r"(?:the|el|la|der|die|das|le|les)\s", part, re.I):
             continue  # an organisation ("The Open Ledger"), not a person
@@ -578,7 +588,24 @@ _BYLINE_XPATH = (
 )
 
 
+def _in_comments(el) -> bool:
+    """Inside a comments section (comment authors are not article authors)."""
+    for anc in el.iterancestors():
+        marker = f"{anc.get('class') or ''} {anc.get('id') or ''}".lower()
+        if "comment" in marker or "respond" in marker:
+            return True
+    return False
+
+
 def authors_of(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, ...]:
+    """site rule -> JSON-LD author/creator (Person or string) -> author meta tags -> visible byline.
+    Names equal to the site's own name are not authors."""
+    names = _authors_raw(page, site)
+    site_name = (_safe(site_name_of, page, site) or "").casefold()
+    return tuple(n for n in names if n.casefold() != site_name) if site_name else names
+
+
+def _authors_raw(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, ...]:
     if site and site.author_selector:
         names = clean_authors(_clean_text(el.get("content")) or _el_text(el) or ""
                               for el in _select(page, site.author_selector))
@@ -602,9 +629,9 @@ def authors_of(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, ...
             continue
         texts = []
         for el in els:
-            if el.tag in ("link", "meta"):
+            if el.tag in ("link", "meta") or _in_comments(el):
                 continue
-            t = _el_text(el)
+            t = _clean_text(" ".join(el.itertext()))
             if t and len(t) <= 200:
                 texts.append(t)
         names = clean_authors(texts)

@@ -205,3 +205,14 @@ def test_find_copyright_tolerates_odd_inputs():
     p = _page(SITE, FOOTER)
     assert find_copyright(p, None, None, None).source == "footer"
     assert find_copyright(p, None, [None, "", 7], None).source == "footer"  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("line, holder", [
+    ("© The Detroit Ledger, a Digital First Media Newspaper", "The Detroit Ledger"),
+    ("© 2018 Copyright India Weekly Media Pvt. Ltd.. All Rights reserved.", "India Weekly Media"),
+    ("Copyright © 2019, Quill Media, Inc.,", "Quill Media"),
+    ("© dpa-infocom, dpa:260113-99-104233/2", "dpa-infocom"),
+    ("© 2026 Riverton Sentinel, a division of Prairie Press Holdings LLC. All rights reserved.", "Riverton Sentinel"),
+])
+def test_holder_appositives_ids_and_legal_forms(line, holder):
+    assert match_copyright_line(line).holder == holder

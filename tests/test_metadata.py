@@ -55,6 +55,14 @@ def page(head: str = "", body: str = "", lang: str | None = "en", url: str = URL
     (["Associated Press"], ()),
     (["Jane Doe", "jane doe", "JANE DOE"], ("Jane Doe",)),
     (["By"], ()),
+    (["Sarah E. Needleman"], ("Sarah E. Needleman",)),  # a middle initial is not the Portuguese "e"
+    (["Bruce Y. Lee"], ("Bruce Y. Lee",)),  # ... nor the Spanish "y"
+    (["Analysis by Chris Doe, Example Editor-at-large"], ("Chris Doe",)),
+    (["Amy Roe | Example Advance Media for example.com"], ("Amy Roe",)),
+    (["Jeff Doe Monday, June 3, 2019"], ("Jeff Doe",)),
+    (["Grace Whitaker, The Open Ledger"], ("Grace Whitaker",)),
+    (["TERESA ALVARADO Associated Press"], ("Teresa Alvarado",)),
+    (["Editorial Board"], ()),
 ])
 def test_clean_authors(raw, expected):
     assert clean_authors(raw) == expected
@@ -239,3 +247,10 @@ def test_css_subset():
     assert "@id='x'" in css_to_xpath("#x")
     with pytest.raises(ValueError):
         css_to_xpath("a:hover")
+
+
+def test_comment_authors_and_site_name_are_not_bylines():
+    body = ('<article><p>Text.</p></article><div id="comments"><span class="author">Rob W</span> commented</div>')
+    assert extract_metadata(page(body=body)).authors == ()
+    p = page(head='<meta property="og:site_name" content="Futurism"><meta name="author" content="Vic Tang, Futurism">')
+    assert extract_metadata(p).authors == ("Vic Tang",)
