@@ -130,7 +130,7 @@ def test_demo_site_pages_extract(engine):
     assert all(a.title and a.published_at and a.canonical_url.startswith(DEMO_BASE) for a in arts)
     feed = (DEMO_SITE / "feed.xml").read_text(encoding="utf-8")
     sitemap = (DEMO_SITE / "sitemap.xml").read_text(encoding="utf-8")
-    assert "{base_url}/feed.xml" not in feed and feed.count("<item>") > len(arts)  # + non-article entries
+    assert feed.count("<item>") > len(arts) and ".pdf</link>" in feed  # + non-article entries (PDF, 404)
     assert sitemap.count("<loc>{base_url}/") == len(arts)
     assert "Sitemap: {base_url}/sitemap.xml" in (DEMO_SITE / "robots.txt").read_text(encoding="utf-8")
 
