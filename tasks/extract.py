@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, replace
 
 import trafilatura
@@ -49,6 +50,10 @@ __all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page
 
 MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
 _TRAILING_LINES = 4  # how far from the end of the text a copyright line is looked for
+_HEAD_LINES = 4  # how far from the top a repeated headline / byline is looked for
+_BYLINE_START = re.compile(r"^(by|from|por|par|von|di|door|av|de)\s", re.I)
+_BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|staff|writer|reporter|"
+                            r"correspondent|redacción|rédaction|redaktion|updated|published|\d+)\b", re.I)
 _CODE_VERSION = "3.1"  # bump when this module's extraction logic changes meaningfully
 
 logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" warnings: we report outcomes
@@ -129,7 +134,8 @@ def _merge_copyright(tree_info, body_info, metadata, url: str):
     return replace(primary, license_url=license_url, syndicated=syndicated)
 
 
-def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | None):
+def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | None,
+                authors: tuple[str, ...] = ()):
     """Text-level pass. Returns (kept lines, removals, copyright lines captured)."""
     from tasks.copyright import match_copyright_line
 
@@ -154,10 +160,30 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
             info = match_copyright_line(r.text)
             if info is not None:
                 captured.append(info)
-    # 3. the headline repeated as the first line of the body
-    if lines and title and normalize_text(title).casefold() == lines[0].casefold():
-        removals.append(Removal(url=url, kind="other", rule="text.title_repeat", text=lines[0]))
-        del lines[0]
+    # 3. the headline and the byline repeated at the top of the body (fields of their own)
+    head = _HEAD_LINES
+    title_key = normalize_text(title).casefold() if title else None
+    names = [n.casefold() for n in authors if n and len(n) >= 4]
+    i = 0
+    while i < min(head, len(lines)):
+        line = lines[i]
+        low = line.casefold()
+        if title_key and low == title_key:
+            removals.append(Removal(url=url, kind="other", rule="text.title_repeat", text=line))
+            del lines[i]
+            title_key = None
+            continue
+        if names and len(line) <= 160 and any(n in low for n in names):
+            rest = low
+            for n in names:
+                rest = rest.replace(n, " ")
+            rest = _BYLINE_FILLER.sub(" ", rest).strip(" ,;:.-–—|·•/")
+            if _BYLINE_START.match(line) or len(rest) <= 12:
+                removals.append(Removal(url=url, kind="other", rule="text.byline", text=line))
+                del lines[i]
+                names = []
+                continue
+        i += 1
     return lines, removals, captured
 
 
@@ -178,7 +204,7 @@ def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: Ex
         return ExtractResult(url=url, article=None, removals=tuple(removals), outcome="no_article",
                              error="no article text found (trafilatura returned nothing)",
                              block_hashes=block_hashes)
-    lines, more, captured = _post_clean(raw, rules, domain, url, md.title)
+    lines, more, captured = _post_clean(raw, rules, domain, url, md.title, tuple(md.authors or ()))
     removals += more
     text = "\n".join(lines)
     if len(text) < MIN_TEXT_CHARS:
