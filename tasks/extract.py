@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, replace
 
 import trafilatura
+from lxml import etree
 
 from tasks.clean import (
     Block,
@@ -50,6 +51,7 @@ __all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page
 
 MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
 _TRAILING_LINES = 4  # how far from the end of the text a copyright line is looked for
+_NON_TEXT = ("script", "style", "svg", "template", "link", "meta", etree.Comment)
 _HEAD_LINES = 4  # how far from the top a repeated headline / byline is looked for
 _BYLINE_START = re.compile(r"^(by|from|por|par|von|di|door|av|de)\s", re.I)
 _BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|staff|writer|reporter|"
@@ -196,6 +198,9 @@ def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: Ex
     block_hashes = tuple(sorted({b.key for b in prep.blocks if b.key is not None}))
     tree_copyright = find_copyright(page, md, None, md.site_name)  # untouched tree
 
+    # code and styling are never article text; dropping them here (C-level, no Removal rows) spares
+    # trafilatura copying them several times. JSON-LD was already read by parse_html.
+    etree.strip_elements(page.tree, *_NON_TEXT, with_tail=False)
     removals = clean_tree(page, rules, recurring, blocks=prep.blocks)
     doc = trafilatura.bare_extraction(page.tree, url=url, favor_precision=settings.favor_precision,
                                       include_comments=False, with_metadata=False)
