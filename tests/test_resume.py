@@ -34,7 +34,11 @@ BATCH = 5
 
 
 def _api(prefect_api, method, path, **kw):
-    r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
+    for attempt in range(6):  # a busy SQLite-backed server answers 503; retry like Prefect's client
+        r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
+        if r.status_code not in (429, 503):
+            break
+        time.sleep(0.5 * 2 ** attempt)
     r.raise_for_status()
     return r.json() if r.content else None
 

@@ -24,7 +24,13 @@ N_PAGES = 12
 
 
 def api(prefect_api, method: str, path: str, **kw) -> httpx.Response:
-    return httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
+    # a busy SQLite-backed server answers 503 (database locked); retry as Prefect's own client does
+    for attempt in range(6):
+        r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
+        if r.status_code not in (429, 503):
+            return r
+        time.sleep(0.5 * 2 ** attempt)
+    return r
 
 
 def wait_for(pred, timeout: float, what: str, interval: float = 0.5):
