@@ -165,6 +165,9 @@ def connect(
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
     )
     con.execute("SET TimeZone = 'UTC'")
+    # files are immutable (new generation on rewrite): caching footers across the view binding and
+    # the queries of this connection is safe and saves ~1 ms per file per statement
+    con.execute("SET parquet_metadata_cache = true")
     for stmt in _statements(root, con, snapshot=True, tables=tables):
         con.execute(stmt)
     return con

@@ -186,6 +186,14 @@ def parquet_files(gen: Path | None) -> list[Path]:
     return sorted(p for p in gen.glob("*/*.parquet"))
 
 
+# long free-text columns get no min/max statistics (they only bloat every footer)
+_NO_STATS = {"text", "description", "title", "copyright_notice", "error", "parameters", "counts"}
+
+
+def stats_columns(table: str, tbl: pa.Table) -> list[str]:
+    return [c for c in tbl.column_names if c not in _NO_STATS]
+
+
 def write_file_atomic(root: Path, table: str, tbl: pa.Table, dest: Path) -> Path:
     """Write ``tbl`` to staging, fsync, rename to ``dest`` (inside the warehouse), fsync its dir."""
     _inside(root, dest)
@@ -196,7 +204,7 @@ def write_file_atomic(root: Path, table: str, tbl: pa.Table, dest: Path) -> Path
     meta.update(file_metadata(table))
     tbl = tbl.replace_schema_metadata(meta)
     with open(tmp, "wb") as f:
-        pq.write_table(tbl, f, compression="zstd")
+        pq.write_table(tbl, f, compression="zstd", write_statistics=stats_columns(table, tbl))
         f.flush()
         os.fsync(f.fileno())
     dest.parent.mkdir(parents=True, exist_ok=True)
