@@ -87,6 +87,7 @@ class WarcEntry:
     reason: str | None = None  # tasks.archive.Skipped.reason
     status: int | None = None
     content_type: str | None = None
+    error: str | None = None
 
 
 def file_identity(path: str | os.PathLike) -> str:
@@ -147,7 +148,7 @@ class WarcScanner:
                     self.stats["truncated_file"] += 1
                     self.position = self.size
                     yield WarcEntry(offset=ait.offset, url=None, warc_date=None, record=None,
-                                    reason="truncated", status=None, content_type=str(exc)[:200])
+                                    reason="truncated", error=f"{type(exc).__name__}: {exc}"[:300])
                     return
                 offset = ait.offset
                 self.position = fh.tell()
@@ -206,14 +207,18 @@ def batch_id_for(file_id: str, entries) -> str:
 
 
 class HostBatcher:
-    """Cut a stream of entries into batches of ``size``, grouped by host where the stream allows (same-host
-    recurring-boilerplate learning inside a batch) while holding at most ``cap`` entries: when the buffers
-    are full, the largest is emitted as it is. Deterministic for a given stream."""
+    """Cut a stream of entries into batches of about ``size``, grouped by host where the stream allows
+    (same-host recurring-boilerplate learning inside a batch) while holding at most ``cap`` entries.
+
+    A host's buffer is emitted when it reaches ``size``. When the buffers hold more than ``cap`` entries
+    (a stream interleaving many hosts, like CC-NEWS), one batch is made of whole host buffers, largest
+    first, until it has ``size`` entries: batches stay full and hosts stay together. Deterministic for a
+    given stream (batch ids depend on it)."""
 
     def __init__(self, size: int, cap: int | None = None):
         self.size = max(1, size)
         self.cap = max(self.size, cap or 2 * self.size)
-        self.buffers: OrderedDict[str, list] = OrderedDict()
+        self.buffers: dict[str, list] = {}
         self.held = 0
 
     def add(self, entry: WarcEntry) -> list[tuple[str, list]]:
@@ -226,16 +231,26 @@ class HostBatcher:
             out.append((host, self.buffers.pop(host)))
             self.held -= len(buf)
         while self.held > self.cap:
-            h = max(self.buffers, key=lambda k: len(self.buffers[k]))
-            b = self.buffers.pop(h)
-            self.held -= len(b)
-            out.append((h, b))
+            out.append(self._mixed())
         return out
 
+    def _mixed(self) -> tuple[str, list]:
+        batch: list = []
+        hosts = []
+        for h in sorted(self.buffers, key=lambda k: (-len(self.buffers[k]), k)):
+            if batch and len(batch) + len(self.buffers[h]) > self.size:
+                continue
+            batch.extend(self.buffers.pop(h))
+            hosts.append(h)
+            if len(batch) >= self.size:
+                break
+        self.held -= len(batch)
+        return (hosts[0] if len(hosts) == 1 else f"{hosts[0]}+{len(hosts) - 1}", batch)
+
     def flush(self) -> list[tuple[str, list]]:
-        out = list(self.buffers.items())
-        self.buffers.clear()
-        self.held = 0
+        out = []
+        while self.buffers:
+            out.append(self._mixed())
         return out
 
 
@@ -296,11 +311,14 @@ def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, wareho
     for e in batch.entries:
         fetched = e.warc_date or now
         if e.record is None:
+            if not e.url:  # a torn end of file: no record to name (counted in records.truncated_file)
+                _logger().warning("%s: unreadable from offset %d on (%s); rest of the file skipped",
+                                  batch.file, e.offset, e.error)
+                continue
             outcome = OUTCOME_OF_REASON.get(e.reason or "", "parse_error")
             error = f"WARC record skipped: {e.reason}" + (f" (status {e.status})" if e.reason == "http_status" else "")
-            base.append(PageLogEntry(url=e.url or f"{batch.file}#offset={e.offset}", final_url=e.url, kind="article",
-                                     status=e.status, outcome=outcome, error=error, bytes=0,
-                                     content_type=e.content_type if e.url else None, fetched_at=fetched,
+            base.append(PageLogEntry(url=e.url, final_url=e.url, kind="article", status=e.status, outcome=outcome,
+                                     error=error, bytes=0, content_type=e.content_type, fetched_at=fetched,
                                      elapsed_ms=0, run_id=run_id, source=source, attempts=0))
             continue
         rec = e.record
@@ -458,9 +476,9 @@ def run_import(settings: Settings, root: Path, files: list[str], *, domains: lis
 
             history = _known_recurring(wh, settings.extract.recurring_min_pages)
 
-            def history_for(host: str) -> dict[str, frozenset[str]]:
-                h = history.get(host)
-                return {host: h} if h else {}
+            def history_for(entries) -> dict[str, frozenset[str]]:
+                hosts = {domain_of(e.url) for e in entries if e.url}
+                return {h: history[h] for h in hosts if h in history}
 
             for path in paths:
                 file_id = file_identity(path)
@@ -484,7 +502,7 @@ def run_import(settings: Settings, root: Path, files: list[str], *, domains: lis
                     b = ImportBatch(batch_id=bid, file=str(path), host=host, index=n_batches,
                                     entries=tuple(entries))
                     n_batches += 1
-                    in_flight[import_batch.submit(b, settings, run_id, str(root), history_for(host), source)] = b
+                    in_flight[import_batch.submit(b, settings, run_id, str(root), history_for(entries), source)] = b
 
                 last = time.monotonic()
                 for entry in scanner:

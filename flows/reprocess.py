@@ -15,9 +15,12 @@ What lands in the warehouse:
 * ``article_versions``: the new extraction of each article (``extractor_version`` on every row,
   ``run_id`` = the reprocess run, ``fetched_at`` = the original fetch). Versions are keyed by
   ``(article_id, content_hash, extractor_version)`` and the ``articles`` view shows the latest
-  ``processed_at``: an article whose text changed under the new rules gets a new, visible version; one
-  whose text did not change keeps its row (nothing is duplicated), so ``articles`` still holds exactly one
-  row per article.
+  ``processed_at``. ``extractor_version`` includes a hash of the rule data, so after a rule change every
+  re-extracted article gets a new version with a newer ``processed_at``, which becomes the visible row;
+  with unchanged code and rules the keys already exist and nothing is written (``articles_unchanged``).
+  Either way ``articles`` holds exactly one row per article. (Known limit, in the store's keying: rules
+  changed A → B → back to A re-derive A's key, which already exists, so nothing is written and B's row
+  stays visible until the rules or code change again.)
 * ``boilerplate``: the removals of the new extraction, written when they differ from the stored ones
   (an extraction that removed nothing writes the store's "none" marker), so the ``boilerplate`` view
   reflects the new rules.
@@ -263,7 +266,7 @@ def run_reprocess_batch(batch: ReprocessBatch, settings: Settings, run_id: str, 
                         history: dict[str, frozenset[str]], rules_dir: str | None = None,
                         sites_dir: str | None = None) -> ReprocessOutput:
     """Read one batch's archived records and clean/extract them. Plain function (the task wraps it)."""
-    from tasks.archive import decode_body, read_record
+    from tasks.archive import decode_record, read_record
 
     log = _logger()
     outcomes: Counter = Counter()
@@ -277,7 +280,7 @@ def run_reprocess_batch(batch: ReprocessBatch, settings: Settings, run_id: str, 
             outcomes["missing_record"] += 1
             log.warning("reprocess: cannot read %s from %s@%s: %s", p.url, p.warc_file, p.warc_offset, exc)
             continue
-        html, _enc = decode_body(rec.body, getattr(rec, "content_type", None) or _content_type(rec))
+        html, _enc = decode_record(rec)
         ok.append(p)
         pages_in.append((p.final_url or p.url, html))
     t1 = time.perf_counter()
@@ -304,13 +307,6 @@ def _with_run(rm: Removal, run_id: str) -> Removal:
     import dataclasses
 
     return dataclasses.replace(rm, run_id=run_id)
-
-
-def _content_type(rec) -> str | None:
-    for k, v in getattr(rec, "headers", None) or ():
-        if k.lower() == "content-type":
-            return v
-    return None
 
 
 @task(name="reprocess-batch", task_run_name="reprocess-batch-{batch.index}", cache_policy=NO_CACHE)
