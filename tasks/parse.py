@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 import lxml.html
 from lxml import etree
@@ -57,10 +58,17 @@ def parse_html(html: str | bytes, url: str) -> ParsedPage:
         raise ParseError(f"unparseable HTML: {exc}") from None
     if tree is None or len(tree) == 0:
         raise ParseError("no elements in document")
-    try:
-        tree.make_links_absolute(url, resolve_base_href=True, handle_failures="ignore")
-    except ValueError:
-        pass
+    # Only the rel-links below are read downstream, so resolve those instead of rewriting every link
+    # of the page (lxml's make_links_absolute was ~13% of extraction CPU on the AEB pages).
+    base = url
+    for el in tree.iter("base"):
+        href = el.get("href")
+        if href:
+            try:
+                base = urljoin(url, href.strip())
+            except ValueError:
+                pass
+            break
 
     jsonld: list[dict] = []
     for script in tree.xpath('//script[@type="application/ld+json" or @type="application/json+ld"]'):
@@ -84,8 +92,13 @@ def parse_html(html: str | bytes, url: str) -> ParsedPage:
         rel = el.get("rel")
         href = el.get("href")
         if rel and href:
+            href = href.strip()
+            try:
+                href = urljoin(base, href)
+            except ValueError:  # as make_links_absolute(handle_failures="ignore"): keep it as written
+                pass
             for r in rel.lower().split():
-                links.setdefault(r, []).append(href.strip())
+                links.setdefault(r, []).append(href)
 
     lang = tree.get("lang") or tree.get("xml:lang")
     return ParsedPage(url=url, tree=tree, jsonld=jsonld, meta=meta, links=links,
