@@ -395,9 +395,7 @@ class _PhraseMatcher:
                 rx = re.compile("|".join(
                     f"(?P<r{i}>{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE})" for i in order),
                     re.I | re.S)
-                singles = tuple(re.compile(f"{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE}",
-                                           re.I | re.S) for i in order)
-                hit = (rx, tuple(zip(order, singles)))
+                hit = (rx, tuple((i, f"{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE}") for i in order))
             self.compiled[ch] = hit
         return hit
 
@@ -419,9 +417,9 @@ class _PhraseMatcher:
                     return rule
                 break
         # the first alternative matched but the block is too long for it: try the rules one by one
-        for i, rx in singles:
+        for i, pattern in singles:  # rare: compiled on demand (re caches them)
             rule = self.rules[i]
-            if len(text) <= rule.max_chars and rx.fullmatch(text):
+            if len(text) <= rule.max_chars and re.fullmatch(pattern, text, re.I | re.S):
                 return rule
         return None
 

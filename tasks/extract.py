@@ -51,7 +51,10 @@ __all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page
 
 MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
 _TRAILING_LINES = 4  # how far from the end of the text a copyright line is looked for
-_NON_TEXT = ("script", "style", "svg", "template", "link", "meta", etree.Comment)
+# never article text (trafilatura discards them all as well): stripped silently, before blocks are read
+_NON_TEXT = ("script", "style", "svg", "template", "link", "meta", "noscript", "iframe", "embed", "object",
+             "applet", "canvas", "map", "audio", "video", "picture", "source", "select", "textarea", "input",
+             "button", "datalist", etree.Comment)
 _HEAD_LINES = 4  # how far from the top a repeated headline / byline is looked for
 _BYLINE_START = re.compile(r"^(by|from|por|par|von|di|door|av|de)\s", re.I)
 _BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|staff|writer|reporter|"
@@ -85,15 +88,24 @@ class _Prepared:
     blocks: list[Block]
     metadata: object  # tasks.metadata.Metadata
     site: object | None  # tasks.metadata.SiteRule
+    copyright: object  # tasks.copyright.CopyrightInfo from the untouched tree (no body line yet)
 
 
 def _prepare(page: ParsedPage, rules: RuleSet) -> _Prepared:
+    """Everything read from the untouched tree: metadata, copyright evidence, then (with code and styling
+    stripped) the text blocks and their fingerprints."""
+    from tasks.copyright import find_copyright
     from tasks.metadata import extract_metadata
 
     site = rules.site_rule(domain_of(page.url))
-    blocks = text_blocks(page)
     metadata = extract_metadata(page, site)
-    return _Prepared(page, blocks, metadata, site)
+    copyright_info = find_copyright(page, metadata, None, metadata.site_name)
+    # code and styling are never article text; dropping them (C-level, no Removal rows) keeps script
+    # bodies out of block texts and spares trafilatura copying them several times. JSON-LD was already
+    # read by parse_html.
+    etree.strip_elements(page.tree, *_NON_TEXT, with_tail=False)
+    blocks = text_blocks(page)
+    return _Prepared(page, blocks, metadata, site, copyright_info)
 
 
 def _content_hash(text: str) -> str:
@@ -191,16 +203,11 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
 
 def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: ExtractSettings,
                       recurring: frozenset[str]) -> ExtractResult:
-    from tasks.copyright import find_copyright
-
     page, md = prep.page, prep.metadata
     domain = domain_of(url)
     block_hashes = tuple(sorted({b.key for b in prep.blocks if b.key is not None}))
-    tree_copyright = find_copyright(page, md, None, md.site_name)  # untouched tree
+    tree_copyright = prep.copyright
 
-    # code and styling are never article text; dropping them here (C-level, no Removal rows) spares
-    # trafilatura copying them several times. JSON-LD was already read by parse_html.
-    etree.strip_elements(page.tree, *_NON_TEXT, with_tail=False)
     removals = clean_tree(page, rules, recurring, blocks=prep.blocks)
     doc = trafilatura.bare_extraction(page.tree, url=url, favor_precision=settings.favor_precision,
                                       include_comments=False, with_metadata=False)
