@@ -648,9 +648,9 @@ def clean_tree(page: ParsedPage, rules: RuleSet, recurring: frozenset[str] = fro
     candidates: list[tuple[object, SelectorRule]] = []
     if comp.element_xpath is not None:
         for el in comp.element_xpath(root):  # document order: outer matches come first
-            rule = comp.tag_rules.get(el.tag) if comp.tag_rules else None
-            if rule is None:
-                rule = comp.token_rule(el)
+            rule = comp.token_rule(el)  # a class/id rule is more specific than a bare tag rule
+            if rule is None and comp.tag_rules:
+                rule = comp.tag_rules.get(el.tag)
             if rule is not None:
                 candidates.append((el, rule))
     for xp, rule in comp.xpath_rules:
