@@ -59,6 +59,7 @@ def cmd_ingest(args) -> int:
         settings = dataclasses.replace(settings, runner=dataclasses.replace(
             settings.runner, task_runner=args.task_runner))
     flow = ingest.with_options(task_runner=default_task_runner(settings))
+    announce_prefect()
     with _progress_bar(not args.quiet):
         counts = flow(config=args.config, warehouse=str(root), sources=args.source or None,
                       limit=args.limit, refetch=args.refetch)
@@ -115,6 +116,16 @@ class _progress_bar:
         return False
 
 
+def announce_prefect() -> None:
+    """Say where the flow run is recorded (a temporary server costs ~10 s to start)."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        print(f"Prefect API: {url}", file=sys.stderr)
+    else:
+        print("starting a temporary local Prefect server (set PREFECT_API_URL to use a running one, "
+              "see `newsmill ui`)", file=sys.stderr)
+
+
 def _print_summary(counts: dict) -> None:
     print(f"run finished in {counts['wall_s']} s: {counts['pages_fetched']} article pages fetched, "
           f"{counts['articles_written']} articles written ({counts['pages_per_s']} pages/s)")
@@ -162,6 +173,7 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="newsmill", description="Batch news ingestion: discover, fetch, "
                                 "clean, extract and store news articles as Parquet; query with DuckDB.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's INFO logs")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wh_help = "warehouse directory (default: $NEWSMILL_WAREHOUSE, else data/ in the project root)"
@@ -199,7 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _prefect_defaults(verbose: bool) -> None:
+    """Quiet, private defaults for Prefect in a terminal run (explicit settings in the environment win):
+    no analytics, and Prefect's own INFO logs only with ``--verbose`` (the progress bar and summary
+    report the run; the full logs are in the Prefect UI when a server is used)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _prefect_defaults("-v" in argv or "--verbose" in argv)  # before anything imports prefect
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -116,7 +116,7 @@ SAMPLE_SQL = ("select title, copyright_holder, copyright_year, language, len(tex
 
 def run_demo(warehouse: str | None, quiet: bool = False) -> int:
     from flows.ingest import default_task_runner, ingest, resolve_warehouse
-    from flows.cli import _print_summary, _progress_bar, _check_writable
+    from flows.cli import _check_writable, _print_summary, _progress_bar, announce_prefect
     from tasks.config import load_settings
     from warehouse.query import run_query
 
@@ -127,6 +127,7 @@ def run_demo(warehouse: str | None, quiet: bool = False) -> int:
         settings = load_settings(cfg)
         print(f"demo site serving on {base_url}; warehouse: {root}")
         flow = ingest.with_options(task_runner=default_task_runner(settings))
+        announce_prefect()
         with _progress_bar(not quiet):
             counts = flow(config=str(cfg), warehouse=str(root))
     _print_summary(counts)
