@@ -76,6 +76,7 @@ RECURRING_MAX_CHARS = 400  # blocks longer than this are never fingerprinted (ar
 RECURRING_MIN_CHARS = 20  # nor shorter than this ("Share", "Photo", single words)
 RECURRING_MAX_SHARE = 0.25  # a block holding more of the page's text is never recurring boilerplate
 REMOVAL_TEXT_MAX = 2000
+_LIST_ITEM_MAX = 160
 
 # ---------------------------------------------------------------------------------------------------
 # rules (plain, picklable data)
@@ -691,11 +692,16 @@ def clean_lines(lines: list[str], rules: RuleSet, domain: str | None, url: str =
     comp = _compiled(rules, domain)
     kept: list[str] = []
     removals: list[Removal] = []
+    list_of: PhraseRule | None = None  # a "Related:" teaser line owns the short "- item" lines after it
     for line in lines:
         text = normalize_text(line)
         if not text:
             continue
+        if list_of is not None and text.startswith("- ") and len(text) <= _LIST_ITEM_MAX:
+            removals.append(Removal(url=url, kind=list_of.kind, rule=list_of.name, text=text))
+            continue
         rule = comp.text_phrases.match(text)
+        list_of = rule if rule is not None and rule.kind == "related" else None
         if rule is None:
             kept.append(line)
         else:

@@ -199,6 +199,18 @@ def test_clean_lines_text_scope(rules):
     kept, removals = clean_lines(lines, rules, "example.org", URL)
     assert kept == lines[:1]
     assert [r.kind for r in removals] == ["copyright", "other", "related"]
+    # the short list items right after a related teaser go with it; a later list stays
+    lines = ["Body text of the story goes here and runs on.", "Related: More on the bridge", "- Bridge vote",
+             "- Ferry schedule", "The story continues after the list.", "- a list item of the story"]
+    kept, removals = clean_lines(lines, rules, "example.org", URL)
+    assert kept == [lines[0], lines[4], lines[5]]
+    assert [r.rule for r in removals] == ["related.teaser.en"] * 3
+
+
+def test_embedded_social_posts_are_content(rules):
+    page = page_of(f"<article><p>{PARA}</p><div class='social-media-embed'><blockquote class='twitter-tweet'>"
+                   "<p>A quoted post that is part of the story.</p></blockquote></div><p>{PARA}</p></article>")
+    assert clean_tree(page, rules) == []
 
 
 @pytest.mark.parametrize("data,needle", [
