@@ -410,6 +410,9 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 fut = next(as_completed(list(in_flight)))
                 batch = in_flight.pop(fut)
                 out: BatchOutput = fut.result()
+                if out.deferred_hosts and batch.host in out.deferred_hosts:
+                    pending[batch.host].clear()  # the host asked us to come back later
+                submit_more()  # keep fetchers and extraction workers busy while this batch is written
                 t = time.perf_counter()
                 stats = writer.commit_batch(out.batch_id, out.pages, out.articles, out.removals, out.blocks)
                 summary.timings["write"] += time.perf_counter() - t
@@ -421,10 +424,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 for rm in out.removals:
                     summary.boilerplate[rm.kind] += 1
                 summary.deferred_hosts.update(out.deferred_hosts)
-                if out.deferred_hosts and batch.host in out.deferred_hosts:
-                    pending[batch.host].clear()  # the host asked us to come back later
                 progress.advance(len(batch.urls))
-                submit_more()
 
             summary.finished_at = datetime.now(timezone.utc)
             counts = summary.counts()
