@@ -11,9 +11,12 @@ Evidence, strongest first (an article-level statement beats the site footer)::
                  appeared on ProPublica and is republished here under a Creative Commons license.")
     footer       the "©" line of the page footer (<footer>, [role=contentinfo], [class*=footer], <small>)
 
-Combination rule: the first source (in that order) that names a *holder* gives ``holder``, ``year``,
-``notice`` and ``source``; ``license_url`` is the first licence found by any source. When no source names
-a holder, the first source with a notice or licence gives the fields.
+Combination rule (:func:`combine`, the only place it is written): the first source (in that order) that
+names a *holder* gives ``holder``, ``year``, ``notice`` and ``source``; ``license_url`` is the first licence
+found by any source. When no source names a holder, the first source with a notice or licence gives the
+fields. Within the body lines, the first notice naming a holder speaks for them (else the first).
+The extractor reads the tree sources before cleaning (:func:`tree_evidence`), captures the body line after
+extraction and calls :func:`combine` once; :func:`find_copyright` does the same in one call.
 
 Holder normalisation (decided here, applied everywhere): the name as a reader would write it — the
 copyright sign, "Copyright", years, "All rights reserved" (en/de/fr/es/it), "To see more, visit ..." and
@@ -53,6 +56,10 @@ __all__ = [
     "CopyrightInfo",
     "match_copyright_line",
     "find_copyright",
+    "TreeEvidence",
+    "tree_evidence",
+    "body_line_infos",
+    "combine",
     "normalize_holder",
     "normalize_license_url",
     "license_from_text",
@@ -469,16 +476,6 @@ def _best(infos: list[CopyrightInfo]) -> CopyrightInfo | None:
     return replace(best, license_url=lic)
 
 
-def _from_lines(lines: Iterable[str]) -> CopyrightInfo | None:
-    found = []
-    for line in lines:
-        for piece in _split_block(line):
-            info = match_copyright_line(piece)
-            if info:
-                found.append(info)
-    return _best(found)
-
-
 def _split_block(text: str) -> list[str]:
     """A captured block may hold several lines; try each line, then the whole block."""
     if not isinstance(text, str):
@@ -627,25 +624,57 @@ def same_party(holder: str, site_name: str | None, domain: str | None = None) ->
 # ---------------------------------------------------------------------------------------------------
 
 
-def find_copyright(page: ParsedPage, metadata: Metadata | None, body_lines: list[str] | None,
-                   site_name: str | None) -> CopyrightInfo:
-    """Copyright evidence for the article (see the module docstring). Always returns a CopyrightInfo;
-    all fields None when nothing is found. Never raises for data problems."""
-    candidates: list[CopyrightInfo] = []
-    steps = (
-        ("jsonld", lambda: _from_jsonld(page)),
-        ("meta", lambda: _from_meta(page)),
-        ("rel_license", lambda: _from_rel_license(page)),
-        ("body_line", lambda: _from_lines(body_lines or ())),
-        ("footer", lambda: _from_footer(page)),
-    )
-    for source, step in steps:
+@dataclass(frozen=True)
+class TreeEvidence:
+    """The copyright evidence read from the untouched tree, in evidence order (jsonld, meta, rel_license,
+    footer): each a :class:`CopyrightInfo` with its ``source`` set. Collect it before the cleaner
+    mutates the tree (:func:`tree_evidence`); :func:`combine` adds the body line and decides."""
+
+    candidates: tuple[CopyrightInfo, ...] = ()
+    url: str | None = None  # the page URL (domain fallback for ``syndicated``)
+
+
+_TREE_STEPS = (("jsonld", _from_jsonld), ("meta", _from_meta), ("rel_license", _from_rel_license),
+               ("footer", _from_footer))
+_SOURCE_ORDER = ("jsonld", "meta", "rel_license", "body_line", "footer")
+
+
+def tree_evidence(page: ParsedPage) -> TreeEvidence:
+    """Every tree source of copyright evidence (all but the body line). Never raises for data problems."""
+    found: list[CopyrightInfo] = []
+    for source, step in _TREE_STEPS:
         try:
-            info = step()
+            info = step(page)
         except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
             info = None
         if info is not None:
-            candidates.append(replace(info, source=source))
+            found.append(replace(info, source=source))
+    return TreeEvidence(candidates=tuple(found), url=page.url)
+
+
+def body_line_infos(lines: Iterable[str] | None) -> list[CopyrightInfo]:
+    """The notices recognised in captured body lines (each line, and a multi-line block as a whole)."""
+    found: list[CopyrightInfo] = []
+    for line in lines or ():
+        for piece in _split_block(line):
+            info = match_copyright_line(piece)
+            if info:
+                found.append(info)
+    return found
+
+
+def combine(evidence: TreeEvidence, body: Iterable[CopyrightInfo | None] = (), *,
+            metadata: Metadata | None = None, site_name: str | None = None) -> CopyrightInfo:
+    """THE combination rule (see the module docstring), in one place.
+
+    ``evidence``: :func:`tree_evidence` of the untouched page; ``body``: notices matched on the trailing
+    in-body lines (``match_copyright_line`` results, in the order captured; the first naming a holder
+    speaks for the body, the first licence among them counts). Always returns a CopyrightInfo."""
+    body_info = _best([b for b in body if b is not None])
+    by_source = {c.source: c for c in evidence.candidates}
+    if body_info is not None:
+        by_source["body_line"] = replace(body_info, source="body_line")
+    candidates = [by_source[s] for s in _SOURCE_ORDER if s in by_source]
     if not candidates:
         return EMPTY
     primary = next((c for c in candidates if c.holder), None) or next(
@@ -662,10 +691,22 @@ def find_copyright(page: ParsedPage, metadata: Metadata | None, body_lines: list
         syndicated = False  # the site's own footer names the site's operator, by definition not syndication
     elif primary.holder:
         site = site_name or (metadata.site_name if metadata else None)
-        url = (metadata.canonical_url if metadata else None) or page.url
+        url = (metadata.canonical_url if metadata else None) or evidence.url
         try:
             same = same_party(primary.holder, site, domain_of(url) if url else None)
         except (ValueError, TypeError):
             same = None
         syndicated = None if same is None else not same
     return replace(primary, year=year, license_url=license_url, syndicated=syndicated)
+
+
+def find_copyright(page: ParsedPage, metadata: Metadata | None, body_lines: list[str] | None,
+                   site_name: str | None) -> CopyrightInfo:
+    """Copyright evidence for the article (see the module docstring): :func:`tree_evidence` +
+    :func:`body_line_infos` decided by :func:`combine`. Always returns a CopyrightInfo; all fields None
+    when nothing is found. Never raises for data problems."""
+    try:
+        body = body_line_infos(body_lines)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
+        body = []
+    return combine(tree_evidence(page), body, metadata=metadata, site_name=site_name)

@@ -3,11 +3,12 @@
 Per page, with ONE parse::
 
     parse_html ─► text blocks + fingerprints (untouched tree)
-               ─► metadata (tasks.metadata) and copyright evidence (tasks.copyright), untouched tree
+               ─► metadata (tasks.metadata) and copyright tree evidence (tasks.copyright), untouched tree
                ─► clean_tree: rules + recurring blocks removed from the same tree (Removal rows)
                ─► trafilatura.bare_extraction on the cleaned tree (it deep-copies the element; no re-parse)
                ─► text pass: trailing in-body copyright line captured (match_copyright_line) and removed,
                   phrase rules on the remaining lines, a repeated title line dropped
+               ─► copyright decided once: tasks.copyright.combine(tree evidence, captured body notices)
                ─► language (py3langid; the page's declared language for short text)
                ─► Article (content_hash = sha256 of the normalised text; article_id of the canonical URL)
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import trafilatura
 from lxml import etree
@@ -59,7 +60,7 @@ _HEAD_LINES = 4  # how far from the top a repeated headline / byline is looked f
 _BYLINE_START = re.compile(r"^(by|from|por|par|von|di|door|av|de)\s", re.I)
 _BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|staff|writer|reporter|"
                             r"correspondent|redacción|rédaction|redaktion|updated|published|\d+)\b", re.I)
-_CODE_VERSION = "3.1"  # bump when this module's extraction logic changes meaningfully
+_CODE_VERSION = "3.2"  # bump when this module's extraction logic changes meaningfully
 
 logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" warnings: we report outcomes
 
@@ -88,18 +89,18 @@ class _Prepared:
     blocks: list[Block]
     metadata: object  # tasks.metadata.Metadata
     site: object | None  # tasks.metadata.SiteRule
-    copyright: object  # tasks.copyright.CopyrightInfo from the untouched tree (no body line yet)
+    copyright: object  # tasks.copyright.TreeEvidence: every source but the body line, untouched tree
 
 
 def _prepare(page: ParsedPage, rules: RuleSet) -> _Prepared:
     """Everything read from the untouched tree: metadata, copyright evidence, then (with code and styling
     stripped) the text blocks and their fingerprints."""
-    from tasks.copyright import find_copyright
+    from tasks.copyright import tree_evidence
     from tasks.metadata import extract_metadata
 
     site = rules.site_rule(domain_of(page.url))
     metadata = extract_metadata(page, site)
-    copyright_info = find_copyright(page, metadata, None, metadata.site_name)
+    copyright_info = tree_evidence(page)  # decided with the body line by tasks.copyright.combine
     # code and styling are never article text; dropping them (C-level, no Removal rows) keeps script
     # bodies out of block texts and spares trafilatura copying them several times. JSON-LD was already
     # read by parse_html.
@@ -112,45 +113,10 @@ def _content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _merge_copyright(tree_info, body_info, metadata, url: str):
-    """tasks.copyright's combination rule, with the body line found after extraction: jsonld > meta >
-    rel_license > body_line > footer; the licence from the first source that has one."""
-    from tasks.copyright import same_party
-
-    if body_info is None:
-        return tree_info
-    strong = tree_info is not None and tree_info.source in ("jsonld", "meta", "rel_license")
-    body = replace(body_info, source="body_line")
-    if strong and tree_info.holder:
-        primary = tree_info
-    elif body.holder:
-        primary = body
-    elif tree_info is not None and tree_info.holder:
-        primary = tree_info
-    elif strong and (tree_info.notice or tree_info.license_url):
-        primary = tree_info
-    else:
-        primary = body
-    ordered = [tree_info] if strong else []
-    ordered.append(body)
-    if tree_info is not None and not strong:
-        ordered.append(tree_info)
-    license_url = next((c.license_url for c in ordered if c is not None and c.license_url), None)
-    syndicated = primary.syndicated
-    if primary is body and body.holder:
-        site = metadata.site_name if metadata is not None else None
-        canon = (metadata.canonical_url if metadata is not None else None) or url
-        try:
-            same = same_party(body.holder, site, domain_of(canon))
-        except (ValueError, TypeError):
-            same = None
-        syndicated = None if same is None else not same
-    return replace(primary, license_url=license_url, syndicated=syndicated)
-
-
 def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | None,
                 authors: tuple[str, ...] = ()):
-    """Text-level pass. Returns (kept lines, removals, copyright lines captured)."""
+    """Text-level pass. Returns (kept lines, removals, copyright notices captured: CopyrightInfo, the
+    last line first, then notices removed by copyright phrase rules)."""
     from tasks.copyright import match_copyright_line
 
     lines = [ln for ln in (normalize_text(x) for x in text.split("\n")) if ln]
@@ -203,10 +169,11 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
 
 def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: ExtractSettings,
                       recurring: frozenset[str]) -> ExtractResult:
+    from tasks.copyright import combine
+
     page, md = prep.page, prep.metadata
     domain = domain_of(url)
     block_hashes = tuple(sorted({b.key for b in prep.blocks if b.key is not None}))
-    tree_copyright = prep.copyright
 
     removals = clean_tree(page, rules, recurring, blocks=prep.blocks)
     doc = trafilatura.bare_extraction(page.tree, url=url, favor_precision=settings.favor_precision,
@@ -223,7 +190,7 @@ def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: Ex
         return ExtractResult(url=url, article=None, removals=tuple(removals), outcome="no_article",
                              error=f"article text too short ({len(text)} chars < {MIN_TEXT_CHARS})",
                              block_hashes=block_hashes)
-    cr = _merge_copyright(tree_copyright, captured[0] if captured else None, md, url)
+    cr = combine(prep.copyright, captured, metadata=md, site_name=md.site_name)
     site_lang = getattr(prep.site, "language", None) if prep.site is not None else None
     language = detect_language(text, html_lang=md.html_lang or site_lang, min_chars=settings.language_min_chars)
     canonical = md.canonical_url or url

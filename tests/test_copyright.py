@@ -216,3 +216,34 @@ def test_find_copyright_tolerates_odd_inputs():
 ])
 def test_holder_appositives_ids_and_legal_forms(line, holder):
     assert match_copyright_line(line).holder == holder
+
+
+# ---- one combination rule: tree evidence collected first, body line added, decided once -------------
+
+def test_find_copyright_is_tree_evidence_plus_body_lines_combined_once():
+    from tasks.copyright import body_line_infos, combine, tree_evidence
+
+    ld = {"@type": "NewsArticle", "headline": "H", "license": "https://creativecommons.org/licenses/by/4.0/"}
+    p = _page(SITE + '<meta name="copyright" content="WXYZ Public Radio">', FOOTER, jsonld=[ld])
+    ev = tree_evidence(p)
+    assert [c.source for c in ev.candidates] == ["jsonld", "meta", "footer"]
+    md = extract_metadata(p)
+    for lines in ([], ["Copyright 2019 NPR."], ["Licensed under CC BY-NC-ND 4.0", "© 2022 The Open Ledger"]):
+        assert combine(ev, body_line_infos(lines), metadata=md, site_name=md.site_name) == _find(p, lines)
+
+
+def test_combine_body_notices_first_holder_wins_and_licence_order_is_by_source():
+    from tasks.copyright import combine, tree_evidence
+
+    p = _page(SITE, '<footer><p>© 2026 WXYZ Public Radio. CC BY 4.0</p></footer>')
+    ev = tree_evidence(p)
+    assert ev.candidates[0].license_url == "https://creativecommons.org/licenses/by/4.0/"
+    body = [match_copyright_line("Licensed under CC BY-NC-ND 4.0"), None, match_copyright_line("© 2022 The Open Ledger")]
+    info = combine(ev, body, site_name="WXYZ Public Radio")
+    # the body line names a holder (a body line beats the footer), its licence beats the footer's
+    assert (info.holder, info.year, info.source, info.syndicated) == ("The Open Ledger", 2022, "body_line", True)
+    assert info.license_url == "https://creativecommons.org/licenses/by-nc-nd/4.0/"
+    # no body notice: the footer decides, and is never syndicated
+    info = combine(ev, (), site_name="WXYZ Public Radio")
+    assert (info.holder, info.source, info.syndicated) == ("WXYZ Public Radio", "footer", False)
+    assert combine(tree_evidence(_page()), ()) == CopyrightInfo()

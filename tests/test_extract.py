@@ -181,3 +181,17 @@ def test_syndicated_copy_on_two_hosts_is_not_recurring(rules):
     results = extract_batch(batch_of(items), rules=rules, settings=SETTINGS)
     assert house_removed(results) == [False] * 3
     assert all(r.outcome == "ok" for r in results)
+
+
+def test_copyright_decided_by_the_one_rule_with_several_trailing_notices(rules):
+    """Two trailing notice lines (licence last): the body line naming a holder speaks for the body and beats
+    the footer (tasks.copyright.combine, the same rule as find_copyright), with the body's licence."""
+    paras = "".join(f"<p>{p}</p>" for p in STATION_PARAS)
+    html = (f"<html lang='en'><head><meta property='og:site_name' content='Valley Public Radio'></head><body>"
+            f"<article>{paras}<p>© 2022 The Open Ledger</p><p>Licensed under CC BY-NC-ND 4.0</p></article>"
+            f"<footer><p>© 2024 Valley Public Radio</p></footer></body></html>")
+    a = extract_page(html, "https://www.valleypublicradio.example/s", rules=rules, settings=SETTINGS).article
+    assert (a.copyright_holder, a.copyright_year, a.copyright_source, a.syndicated) == (
+        "The Open Ledger", 2022, "body_line", True)
+    assert a.license_url == "https://creativecommons.org/licenses/by-nc-nd/4.0/"
+    assert "Open Ledger" not in a.text and "Licensed under" not in a.text
