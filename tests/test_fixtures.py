@@ -12,7 +12,10 @@ NAME.json::
 Only the fields listed are asserted; ``null`` asserts None. Datetimes are ISO strings compared as instants
 (the offset may differ). Lists compare to tuples.
 
-Also: every site in ``config/sites/`` has a fixture (matched on the fixture URL's domain).
+Also: every site in ``config/sites/`` has a fixture (the fixture URL on the site's domain or a subdomain of
+it, with the domain as ``load_rules`` reads it: the ``domain`` key, else the file name), and at least one of
+a site's fixtures fails its expectations when extracted without the site files (an override that changes
+nothing is dead config, or the generic rules already do the job).
 """
 
 from __future__ import annotations
@@ -66,12 +69,10 @@ def test_fixture_set_is_complete():
         assert (PAGES / f"{n}.html").exists(), n
 
 
-@pytest.mark.parametrize("name", FIXTURES)
-def test_fixture(name, engine):
-    extract_page, rules, settings = engine
-    html, exp = _load(name)
-    res = extract_page(html, exp["url"], rules=rules, settings=settings)
-    assert res.outcome == "ok" and res.article is not None, f"{name}: {res.outcome}: {res.error}"
+def _problems(res, exp: dict) -> list[str]:
+    """What differs between an ExtractResult and a fixture's expectations (empty when all hold)."""
+    if res.outcome != "ok" or res.article is None:
+        return [f"{res.outcome}: {res.error}"]
     art = res.article
     problems = []
     for key, want in exp.get("fields", {}).items():
@@ -90,16 +91,91 @@ def test_fixture(name, engine):
     for s in exp.get("must_not_contain", []):
         if s in art.text:
             problems.append(f"text still contains {s!r}")
+    return problems
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture(name, engine):
+    extract_page, rules, settings = engine
+    html, exp = _load(name)
+    res = extract_page(html, exp["url"], rules=rules, settings=settings)
+    assert res.outcome == "ok" and res.article is not None, f"{name}: {res.outcome}: {res.error}"
+    problems = _problems(res, exp)
     assert not problems, f"{name}:\n  " + "\n  ".join(problems)
 
 
-def test_every_configured_site_has_a_fixture():
-    fixture_domains = {domain_of(json.loads((PAGES / f"{n}.json").read_text(encoding="utf-8"))["url"])
-                       for n in FIXTURES}
-    site_domains = {p.stem.lower().removeprefix("www.") for p in SITES_DIR.glob("*.toml")}
-    missing = sorted(d for d in site_domains
-                     if not any(f == d or f.endswith("." + d) for f in fixture_domains))
+def _on_site(fixture_domain: str, site_domain: str) -> bool:
+    return fixture_domain == site_domain or fixture_domain.endswith("." + site_domain)
+
+
+def _site_fixtures(engine) -> dict[str, list[str]]:
+    """Configured site domain (as load_rules reads it) -> the fixtures whose URL is on it."""
+    _, rules, _ = engine
+    urls = {n: domain_of(json.loads((PAGES / f"{n}.json").read_text(encoding="utf-8"))["url"]) for n in FIXTURES}
+    return {s.domain: [n for n, d in urls.items() if _on_site(d, s.domain)] for s in rules.sites}
+
+
+def test_every_configured_site_has_a_fixture(engine):
+    by_site = _site_fixtures(engine)
+    assert len(by_site) == len(list(SITES_DIR.glob("*.toml")))  # every site file was loaded
+    missing = sorted(d for d, names in by_site.items() if not names)
     assert not missing, f"config/sites/ domains without a fixture in tests/fixtures/pages/: {missing}"
+
+
+def test_site_overrides_matter(engine):
+    """For each site, at least one of its fixtures misses its expectations with the generic rules only."""
+    from tasks.clean import load_rules
+
+    extract_page, _, settings = engine
+    generic = load_rules(sites_dir=None)
+    assert generic.sites == ()
+    for domain, names in _site_fixtures(engine).items():
+        if not names:
+            continue  # reported by test_every_configured_site_has_a_fixture
+        failing = []
+        for name in names:
+            html, exp = _load(name)
+            if _problems(extract_page(html, exp["url"], rules=generic, settings=settings), exp):
+                failing.append(name)
+        assert failing, f"{names} pass without the site file for {domain}: a dead override?"
+
+
+def test_site_selector_and_phrase_remove_the_pledge_drive(engine):
+    """sagebrushbasinradio.org: the pledge box (site selector, kind donation) and the underwriting credit
+    (site phrase, kind ad) are removed only with the site file, and the removals name the site rules."""
+    from tasks.clean import load_rules
+
+    extract_page, rules, settings = engine
+    html, exp = _load("public_radio_site_pledge_drive")
+    with_site = extract_page(html, exp["url"], rules=rules, settings=settings)
+    without = extract_page(html, exp["url"], rules=load_rules(sites_dir=None), settings=settings)
+    for text in ("Keep the lights on at 89.3", "Sagebrush Circle", "Alder Street Credit Union"):
+        assert text in without.article.text and text not in with_site.article.text
+    site_rules = {(r.kind, r.rule) for r in with_site.removals if r.rule.startswith("site:")}
+    assert site_rules == {("donation", "site:sagebrushbasinradio.org:donation.pledge_drive"),
+                          ("ad", "site:sagebrushbasinradio.org:ad.underwriting_credit")}
+    assert not any(r.rule.startswith("site:") for r in without.removals)
+    assert with_site.article.extractor_version != without.article.extractor_version  # rule data differs
+
+
+def test_site_metadata_selectors_read_the_credit_line(engine):
+    """larchmerecourier.co.uk (page on news.larchmerecourier.co.uk): author, date and site name come from
+    the [metadata] hints; without them there is no author, the masthead's edition date and no site name."""
+    from tasks.clean import load_rules
+
+    extract_page, rules, settings = engine
+    html, exp = _load("uk_weekly_site_credit_line")
+    site = rules.site("news.larchmerecourier.co.uk")
+    assert site is not None and site.domain == "larchmerecourier.co.uk"
+    assert rules.site_rule("www.larchmerecourier.co.uk") is site.metadata
+    assert rules.site("larchmerecourier.com") is None and rules.site("co.uk") is None
+    with_site = extract_page(html, exp["url"], rules=rules, settings=settings).article
+    without = extract_page(html, exp["url"], rules=load_rules(sites_dir=None), settings=settings).article
+    assert with_site.authors == ("Maren Ashby",) and without.authors == ()
+    assert with_site.published_at == datetime.fromisoformat("2026-03-03T06:10:00+00:00")
+    assert without.published_at == datetime.fromisoformat("2026-03-14T00:00:00+00:00")  # the edition date
+    assert (with_site.site_name, without.site_name) == ("The Larchmere Courier", None)
+    assert with_site.text == without.text  # metadata hints only: the cleaning is the generic one
 
 
 # ---- the bundled demo site (config/demo/site), without a server ----------------------------------------
