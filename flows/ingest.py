@@ -384,6 +384,11 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
             history = wh.recurring_blocks(sorted({b.host for b in todo}),
                                           settings.extract.recurring_min_pages)
             summary.timings["plan"] += time.perf_counter() - t
+            if settings.runner.task_runner == "threads" and any(len(b.conditionals) < len(b.urls)
+                                                                for b in todo):
+                # new URLs to extract: start the workers now, while the first batches are fetched
+                # (a run of only conditional requests may get all 304s and never need them)
+                runtime.warm_pool(run_id, settings.extract.workers)
             log.info("%d URLs in %d batches (%d already stored)", len(urls), len(batches),
                      summary.batches_skipped)
 
@@ -426,6 +431,9 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 summary.deferred_hosts.update(out.deferred_hosts)
                 progress.advance(len(batch.urls))
 
+            t = time.perf_counter()
+            writer.consolidate()  # one file per table partition for tonight, not one per batch
+            summary.timings["write"] += time.perf_counter() - t
             summary.finished_at = datetime.now(timezone.utc)
             counts = summary.counts()
             writer.write_run(RunRecord(run_id=run_id, flow="ingest", started_at=summary.started_at,

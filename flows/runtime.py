@@ -53,6 +53,10 @@ def _worker_init() -> None:  # pragma: no cover - runs in the child
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _warm() -> None:  # pragma: no cover - runs in the child
+    import tasks.extract  # noqa: F401  (already imported by the forkserver preload: a no-op then)
+
+
 def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
     """A process pool for CPU-bound extraction, or None where child processes are not allowed
     (inside a daemonic Dask worker process) or ``workers == 1``."""
@@ -62,9 +66,24 @@ def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
         p = _pools.get(run_id)
         if p is None:
             ctx = multiprocessing.get_context("forkserver")
+            # the forkserver imports the extraction stack (trafilatura, lxml, rules) once; each worker
+            # forks from it ready to extract instead of importing it again on its first batch
+            ctx.set_forkserver_preload(["tasks.extract"])
             p = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
             _pools[run_id] = p
         return p
+
+
+def warm_pool(run_id: str, workers: int) -> None:
+    """Start the run's extraction workers now (call before discovery, so they are ready by the first
+    batch). Best effort: a pool that cannot start here fails later where it is used."""
+    try:
+        p = pool(run_id, workers)
+        if p is not None:
+            for _ in range(workers):
+                p.submit(_warm)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def close(run_id: str) -> None:
