@@ -719,6 +719,8 @@ def summarize(report: dict) -> None:
         s["newsmill_wall_s"] = _median([x["wall_s"] for x in nm])
         s["newsmill_pages_per_s"] = _pps(n, s["newsmill_wall_s"])
         s["newsmill_peak_rss_mb"] = max(x["peak_rss_mb"] for x in nm)
+        s["newsmill_cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in nm]) / n, 1)
+        s["other_cpu_share_during_newsmill"] = _median([x.get("other_cpu_share") for x in nm])
         keys = list(nm[0].get("stages_s", {}))
         s["stages_s"] = {k: _median([x.get("stages_s", {}).get(k) for x in nm]) for k in keys}
         s["articles_written"] = nm[0].get("articles_written")
@@ -733,6 +735,8 @@ def summarize(report: dict) -> None:
         s["baseline_wall_s"] = _median([x["wall_s"] for x in bl])
         s["baseline_pages_per_s"] = _pps(n, s["baseline_wall_s"])
         s["baseline_peak_rss_mb"] = max(x["peak_rss_mb"] for x in bl)
+        s["baseline_cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in bl]) / n, 1)
+        s["other_cpu_share_during_baseline"] = _median([x.get("other_cpu_share") for x in bl])
     if nm and bl:
         s["ratio"] = round(s["newsmill_pages_per_s"] / s["baseline_pages_per_s"], 3)
     report["summary"] = s
@@ -755,6 +759,10 @@ def print_report(report: dict) -> None:
               f"peak RSS {s['baseline_peak_rss_mb']} MB")
     if "ratio" in s:
         print(f"  ratio newsmill / baseline: {s['ratio']}x (target >= 0.8x)")
+    if "newsmill_cpu_ms_per_page" in s and "baseline_cpu_ms_per_page" in s:
+        print(f"  CPU per page: newsmill {s['newsmill_cpu_ms_per_page']} ms, baseline "
+              f"{s['baseline_cpu_ms_per_page']} ms; CPU share taken by other processes on the machine: "
+              f"{s['other_cpu_share_during_newsmill']:.0%} / {s['other_cpu_share_during_baseline']:.0%}")
     if "stages_s" in s:
         wall = s["newsmill_wall_s"]
         print("  stages (s; fetch and clean_extract are summed over concurrent batches):")
