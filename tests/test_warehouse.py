@@ -482,3 +482,23 @@ def test_views_sql_runs_in_a_fresh_duckdb(tmp_path):
     for stmt in duckdb.extract_statements(text):
         con.execute(stmt.query)
     assert con.execute("SELECT count(*) FROM articles").fetchone()[0] == 1
+
+
+def test_consolidate_leaves_one_file_per_partition_and_keeps_resume_state(tmp_path):
+    wh = Warehouse(tmp_path)
+    with wh.writer("r1") as w:
+        for b in range(4):
+            w.commit_batch(f"b{b}", [page(b * 10 + i) for i in range(3)],
+                           [art(b * 10 + i) for i in range(3)], [], [])
+        before = {p.parent.parent.name for p in parquet_files(tmp_path)}
+        assert len([p for p in parquet_files(tmp_path) if "pages" in str(p)]) > 1
+        w.consolidate()
+    per_dir: dict = {}
+    for table in ("pages", "article_versions"):  # the current generation (what readers see)
+        for p in (tmp_path / table).resolve().rglob("*.parquet"):
+            per_dir.setdefault(p.parent, []).append(p)
+    assert len(per_dir) >= 2 and all(len(v) == 1 for v in per_dir.values()), per_dir
+    assert count(tmp_path, "pages") == 12 and count(tmp_path, "articles") == 12
+    assert wh.done_batches("r1") == {"b0", "b1", "b2", "b3"}
+    assert before  # something was written before consolidating
+    all_views_query(tmp_path)

@@ -118,38 +118,54 @@ def compact(
         if t not in SCHEMAS:
             raise WarehouseError(f"unknown table {t!r}: one of {', '.join(TABLES)}")
     wh = Warehouse(root)
-    report: dict[str, Any] = {}
     with wh.writer("compact-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s=wait_s):
-        for t in tables:
-            gen = current_generation(wh.root, t)
-            parts = _partitions(gen) if gen else {}
-            before = sum(len(v) for v in parts.values())
-            info = {"partitions": len(parts), "merged_partitions": 0, "files_before": before,
-                    "files_after": before, "rows": 0, "generation": gen.name if gen else None}
-            if not any(len(v) > 1 for v in parts.values()):
-                info["removed_generations"] = gc_generations(wh.root, t, grace_s)
-                report[t] = info
-                continue
-            new_gen = new_generation_dir(wh.root, t)
-            after = 0
-            for part, files in parts.items():
-                if len(files) == 1:
-                    _link(files[0], new_gen / part / files[0].name)
-                    after += 1
-                    info["rows"] += pq.ParquetFile(files[0]).metadata.num_rows
-                    continue
-                tbls = [_conform(t, _read(f)) for f in files]
-                merged = pa.concat_tables(tbls, promote_options="permissive")
-                name = f"part-compacted-{uuid.uuid4().hex[:12]}.parquet"
-                write_file_atomic(wh.root, t, merged, new_gen / part / name)
-                info["merged_partitions"] += 1
-                info["rows"] += merged.num_rows
-                after += 1
-            _finish_generation(wh.root, t, new_gen)
-            info["files_after"] = after
-            info["generation"] = new_gen.name
-            info["removed_generations"] = gc_generations(wh.root, t, grace_s)
+        return compact_locked(wh.root, tables, grace_s=grace_s)
+
+
+def compact_locked(
+    root: Path,
+    tables: Iterable[str],
+    *,
+    partitions: dict[str, set[str]] | None = None,
+    grace_s: float = GENERATION_GRACE_S,
+) -> dict[str, Any]:
+    """The work of :func:`compact`, for a caller that already holds the writer lock. With
+    ``partitions`` (``{table: {"date=...", ...}}``) only those partitions are merged (an ingest run
+    consolidates the partitions it wrote, so a night leaves one file per partition)."""
+    report: dict[str, Any] = {}
+    for t in tables:
+        gen = current_generation(root, t)
+        parts = _partitions(gen) if gen else {}
+        wanted = None if partitions is None else partitions.get(t, set())
+        before = sum(len(v) for v in parts.values())
+        info = {"partitions": len(parts), "merged_partitions": 0, "files_before": before,
+                "files_after": before, "rows": 0, "generation": gen.name if gen else None}
+        if not any(len(v) > 1 and (wanted is None or k in wanted) for k, v in parts.items()):
+            info["removed_generations"] = gc_generations(root, t, grace_s)
             report[t] = info
+            continue
+        new_gen = new_generation_dir(root, t)
+        after = 0
+        for part, files in parts.items():
+            if len(files) == 1 or (wanted is not None and part not in wanted):
+                for f in files:
+                    _link(f, new_gen / part / f.name)
+                    if partitions is None:
+                        info["rows"] += pq.ParquetFile(f).metadata.num_rows
+                after += len(files)
+                continue
+            tbls = [_conform(t, _read(f)) for f in files]
+            merged = pa.concat_tables(tbls, promote_options="permissive")
+            name = f"part-compacted-{uuid.uuid4().hex[:12]}.parquet"
+            write_file_atomic(root, t, merged, new_gen / part / name)
+            info["merged_partitions"] += 1
+            info["rows"] += merged.num_rows
+            after += 1
+        _finish_generation(root, t, new_gen)
+        info["files_after"] = after
+        info["generation"] = new_gen.name
+        info["removed_generations"] = gc_generations(root, t, grace_s)
+        report[t] = info
     return report
 
 

@@ -514,6 +514,7 @@ class WarehouseWriter:
         self.warehouse = warehouse
         self.root = warehouse.root
         self.run_id = run_id
+        self.touched: dict[str, set[str]] = {}  # table -> partitions written by this writer
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -528,8 +529,18 @@ class WarehouseWriter:
         for day, part in split_by_date(table, tbl, now):
             name = f"part-{sanitize(self.run_id)}-{sanitize(batch_id)}-{uuid.uuid4().hex[:12]}.parquet"
             write_file_atomic(self.root, table, part, gen / f"date={day}" / name)
+            self.touched.setdefault(table, set()).add(f"date={day}")
             n += 1
         return n
+
+    def consolidate(self) -> dict:
+        """Merge the small per-batch files of the partitions this writer touched into one file per
+        partition (same atomic generation swap as ``newsmill compact``; readers see no gap or
+        duplicate). Called at the end of a run, so a night leaves one file per table partition."""
+        from warehouse.compact import compact_locked
+
+        touched, self.touched = self.touched, {}
+        return compact_locked(self.root, sorted(touched), partitions=touched)
 
     # -- public ---------------------------------------------------------------------------------
 
