@@ -186,8 +186,40 @@ def cmd_delete(args) -> int:
     return 0
 
 
-def _add_reprocess_commands(sub, wh_help: str) -> None:
-    """``reprocess`` and ``import-warc`` (defined in ``flows.reprocess``)."""
-    from flows.reprocess import add_cli
+def _lazy(module: str, name: str):
+    """A command function imported on use, so `newsmill --help` and light commands don't load Prefect."""
+    def run(args):
+        import importlib
 
-    add_cli(sub, wh_help)
+        return getattr(importlib.import_module(module), name)(args)
+
+    return run
+
+
+def _add_reprocess_commands(sub, wh_help: str) -> None:
+    """``reprocess`` and ``import-warc`` (implemented in ``flows.reprocess`` / ``flows.import_warc``)."""
+    s = sub.add_parser("reprocess", help="re-clean and re-extract archived raw pages with the current rules "
+                       "(no network)")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--since", metavar="DATE", help="only pages fetched on/after this date (YYYY-MM-DD)")
+    s.add_argument("--until", metavar="DATE", help="only pages fetched up to this date, inclusive")
+    s.add_argument("--source", metavar="NAME", help="only pages of this source")
+    s.add_argument("--domain", metavar="D", help="only pages of this domain (and its subdomains)")
+    s.add_argument("--config", help="TOML config for [extract]/[runner] settings (default: the defaults)")
+    s.add_argument("--rules-dir", metavar="DIR", help="boilerplate rules directory (default: config/rules)")
+    s.add_argument("--sites-dir", metavar="DIR", help="per-site rules directory (default: config/sites)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_lazy("flows.reprocess", "cmd_reprocess"))
+
+    s = sub.add_parser("import-warc", help="import .warc/.warc.gz files (e.g. CC-NEWS) into the warehouse")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--domain", action="append", metavar="D",
+                   help="only records of this host and its subdomains (repeatable)")
+    s.add_argument("--since", metavar="DATE", help="only records with WARC-Date on/after this date")
+    s.add_argument("--until", metavar="DATE", help="only records with WARC-Date up to this date, inclusive")
+    s.add_argument("--source", metavar="NAME", default="warc-import",
+                   help="source name for the imported pages (default: warc-import)")
+    s.add_argument("--config", help="TOML config for [extract]/[runner] settings (default: the defaults)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_lazy("flows.reprocess", "cmd_import_warc"))

@@ -492,35 +492,6 @@ class ProgressBar:
         return False
 
 
-def add_cli(sub, wh_help: str) -> None:
-    """``newsmill reprocess`` and ``newsmill import-warc`` (registered by ``flows.cli_more``)."""
-    s = sub.add_parser("reprocess", help="re-clean and re-extract archived raw pages with the current rules "
-                       "(no network)")
-    s.add_argument("--warehouse", help=wh_help)
-    s.add_argument("--since", metavar="DATE", help="only pages fetched on/after this date (YYYY-MM-DD)")
-    s.add_argument("--until", metavar="DATE", help="only pages fetched up to this date, inclusive")
-    s.add_argument("--source", metavar="NAME", help="only pages of this source")
-    s.add_argument("--domain", metavar="D", help="only pages of this domain (and its subdomains)")
-    s.add_argument("--config", help="TOML config for [extract]/[runner] settings (default: the defaults)")
-    s.add_argument("--rules-dir", metavar="DIR", help="boilerplate rules directory (default: config/rules)")
-    s.add_argument("--sites-dir", metavar="DIR", help="per-site rules directory (default: config/sites)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_reprocess)
-
-    s = sub.add_parser("import-warc", help="import .warc/.warc.gz files (e.g. CC-NEWS) into the warehouse")
-    s.add_argument("files", nargs="+", metavar="FILE")
-    s.add_argument("--warehouse", help=wh_help)
-    s.add_argument("--domain", action="append", metavar="D",
-                   help="only records of this host and its subdomains (repeatable)")
-    s.add_argument("--since", metavar="DATE", help="only records with WARC-Date on/after this date")
-    s.add_argument("--until", metavar="DATE", help="only records with WARC-Date up to this date, inclusive")
-    s.add_argument("--source", metavar="NAME", default="warc-import",
-                   help="source name for the imported pages (default: warc-import)")
-    s.add_argument("--config", help="TOML config for [extract]/[runner] settings (default: the defaults)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_import_warc)
-
-
 def _cli_setup(args):
     from flows.cli import _check_writable
     from flows.ingest import default_task_runner
