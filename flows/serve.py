@@ -5,6 +5,7 @@ running run each — a second run waits in ``AwaitingConcurrencySlot``):
 
 * ``ingest/nightly`` — cron from ``[schedule]`` (default ``0 2 * * *``) in ``[schedule].timezone``;
 * ``reprocess/reprocess`` — only when ``flows.reprocess`` imports; unscheduled;
+* ``import_warc/import-warc`` — unscheduled (paths of WARC files on the serving machine);
 * ``compact/compact`` — unscheduled.
 
 Parameter defaults are the ``--config``/``--warehouse`` given to serve. The served ``ingest`` runs with the
@@ -147,6 +148,17 @@ def build_deployments(config: str | None = None, warehouse: str | None = None, c
             tags=[*TAGS, "reprocess"],
             **common,
         ))
+
+    from flows.import_warc import import_warc
+
+    deployments.append(import_warc.to_deployment(
+        "import-warc",
+        parameters=_defaults_for(import_warc, {"config": config_abs, "warehouse": root}),
+        description=("Import .warc/.warc.gz files (e.g. CC-NEWS) given as paths on the serving machine "
+                     f"through clean → extract → store. Warehouse: {root}."),
+        tags=[*TAGS, "import"],
+        **common,
+    ))
 
     deployments.append(compact.to_deployment(
         "compact",

@@ -75,7 +75,7 @@ def served(prefect_api, tmp_path_factory):
                 if proc.poll() is not None:
                     raise AssertionError("newsmill serve exited:\n" + (tmp / "serve.log").read_text()[-3000:])
                 deps = deployments(prefect_api)
-                return deps if {"nightly", "compact"} <= set(deps) else None
+                return deps if {"nightly", "compact", "reprocess", "import-warc"} <= set(deps) else None
 
             deps = wait_for(registered, 60, "deployments to register")
             yield {"site": site, "config": cfg, "warehouse": wh, "tmp": tmp, "deployments": deps,
@@ -118,8 +118,12 @@ def test_deployments_registered_with_schedule_concurrency_and_schema(served, pre
     assert compact["schedules"] == []
     assert set(compact["parameter_openapi_schema"]["properties"]) == {"warehouse", "table"}
     assert compact["global_concurrency_limit"]["limit"] == 1
-    if "reprocess" in deps:
-        assert deps["reprocess"]["schedules"] == []
+    reprocess = deps["reprocess"]
+    assert reprocess["schedules"] == []
+    assert {"warehouse", "since", "until", "source", "domain"} <= set(
+        reprocess["parameter_openapi_schema"]["properties"])
+    imp = deps["import-warc"]
+    assert imp["schedules"] == [] and "files" in imp["parameter_openapi_schema"]["required"]
 
     # the serve process installed the zombie-run automation
     autos = api(prefect_api, "POST", "/automations/filter", json={}).json()
