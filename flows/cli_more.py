@@ -51,6 +51,17 @@ def add_commands(sub, wh_help: str) -> None:
 
     _add_reprocess_commands(sub, wh_help)
 
+    s = sub.add_parser("publish", help="mirror a consistent snapshot of the warehouse to a filesystem/object "
+                       "store URI (s3://, gs://, abfs://, file://, fsspec schemes) for remote readers")
+    s.add_argument("dest", metavar="DEST_URI", help="destination, e.g. s3://bucket/newsmill or file:///mnt/share/nm")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--table", action="append", metavar="T", help="only this table (repeatable; default: all)")
+    s.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="wait up to this long for a running writer to release the lock (default: fail at once)")
+    s.add_argument("--views-base", metavar="URL",
+                   help="base URL the published views.sql reads (default: DEST_URI without its query string)")
+    s.set_defaults(func=cmd_publish)
+
 
 # ---------------------------------------------------------------------------------------------- commands
 
@@ -223,3 +234,16 @@ def _add_reprocess_commands(sub, wh_help: str) -> None:
     s.add_argument("--config", help="TOML config for [extract]/[runner] settings (default: the defaults)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_lazy("flows.reprocess", "cmd_import_warc"))
+
+
+def cmd_publish(args) -> int:
+    from flows.ingest import resolve_warehouse
+    from warehouse.publish import publish
+
+    root = resolve_warehouse(args.warehouse)
+    try:
+        result = publish(root, args.dest, tables=args.table, wait_s=args.wait, views_base=args.views_base)
+    except OSError as exc:  # the destination: credentials, network, permissions (pyarrow raises OSError)
+        raise NewsmillError(f"publish to {args.dest} failed: {exc}") from exc
+    print(json.dumps(result, indent=2, default=str))
+    return 0
