@@ -77,6 +77,9 @@ def _check_writable(root: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise WarehouseError(f"warehouse {root} is not writable: {exc.strerror or exc}") from None
+    from warehouse.store import Warehouse
+
+    Warehouse(root).ensure_unlocked()
 
 
 class _progress_bar:

@@ -94,3 +94,15 @@ def test_help_everywhere(newsmill_cmd):
     for cmd in ([], ["ingest"], ["extract"], ["sql"], ["demo"]):
         p = subprocess.run([newsmill_cmd, *cmd, "--help"], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and "usage: newsmill" in p.stdout
+
+
+def test_cli_locked_warehouse_is_one_line_error(tmp_path, newsmill_cmd):
+    from warehouse.store import Warehouse
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[sources]]\nname = "x"\nurls = ["http://127.0.0.1:9/a"]\n')
+    with Warehouse(tmp_path / "w").writer("night-1"):
+        p = subprocess.run([newsmill_cmd, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "w")],
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "locked by pid" in p.stderr and "night-1" in p.stderr

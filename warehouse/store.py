@@ -395,6 +395,21 @@ class Warehouse:
         with contextlib.suppress(OSError):
             write_views_sql(self.root)
 
+    def ensure_unlocked(self) -> None:
+        """Raise ``WarehouseLocked`` now if a writer holds the lock: a pre-flight check so a command
+        can refuse with one line before it starts a flow run (the writer still takes the lock)."""
+        path = self.root / "_lock"
+        if not path.exists():
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _Lock(self.root, "", None)._holder()
+            raise WarehouseLocked(f"warehouse {self.root} is locked by {holder}; only one writer at a time") from None
+        finally:
+            os.close(fd)
+
     def reset_fetch_state(self, *, wait_s: float | None = None, reason: str = "") -> str:
         """Make the next run fetch every URL unconditionally (no If-None-Match / If-Modified-Since).
         Recorded as a ``runs`` row with flow ``reset_fetch_state``; returns its run_id."""
