@@ -48,9 +48,12 @@ def cmd_ingest(args) -> int:
     from flows.ingest import default_task_runner, ingest, resolve_warehouse
     from tasks.config import load_settings
 
+    from tasks.errors import ConfigError
+
     settings = load_settings(args.config)  # fail fast, one line, before Prefect starts
-    if args.source:
-        settings.select_sources(args.source)
+    settings.select_sources(args.source)  # unknown --source names: ConfigError now
+    if not settings.sources:
+        raise ConfigError(f"sources: no [[sources]] in {settings.config_path}")
     root = resolve_warehouse(args.warehouse)
     _check_writable(root)
     if args.task_runner:
