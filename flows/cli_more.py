@@ -62,6 +62,12 @@ def add_commands(sub, wh_help: str) -> None:
                    help="base URL the published views.sql reads (default: DEST_URI without its query string)")
     s.set_defaults(func=cmd_publish)
 
+    s = sub.add_parser("reset-fetch-state", help="forget stored ETag/Last-Modified: the next ingest fetches "
+                       "every URL unconditionally (recorded in runs)")
+    s.add_argument("--warehouse", help=wh_help)
+    s.add_argument("--reason", default="", help="why (kept in the runs table)")
+    s.set_defaults(func=cmd_reset_fetch_state)
+
 
 # ---------------------------------------------------------------------------------------------- commands
 
@@ -246,4 +252,14 @@ def cmd_publish(args) -> int:
     except OSError as exc:  # the destination: credentials, network, permissions (pyarrow raises OSError)
         raise NewsmillError(f"publish to {args.dest} failed: {exc}") from exc
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_reset_fetch_state(args) -> int:
+    from flows.ingest import resolve_warehouse
+    from warehouse.store import Warehouse
+
+    root = resolve_warehouse(args.warehouse)
+    run_id = Warehouse(root).reset_fetch_state(reason=args.reason)
+    print(f"fetch state reset (runs.run_id = {run_id}): the next ingest requests every URL unconditionally")
     return 0

@@ -109,3 +109,22 @@ def test_second_run_is_incremental_and_adds_no_duplicates(demo_run):
     last = q("select run_id from runs order by started_at desc limit 1")[0]["run_id"]
     nm = q(f"select count(*) n from pages where run_id = '{last}' and outcome = 'not_modified'")[0]["n"]
     assert nm >= 8
+
+
+def test_reset_fetch_state_makes_next_run_unconditional(demo_run):
+    cmd, env, wh = demo_run["cmd"], demo_run["env"], demo_run["wh"]
+    r = subprocess.run([cmd, "reset-fetch-state", "--warehouse", str(wh), "--reason", "test"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert _sql(cmd, env, wh, "select count(*) n from fetch_state")[0]["n"] == 0
+    assert _sql(cmd, env, wh, "select count(*) n from runs where flow = 'reset_fetch_state'")[0]["n"] == 1
+    third = subprocess.run([cmd, "demo", "--warehouse", str(wh), "--quiet"], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    last = _sql(cmd, env, wh, "select run_id from runs where flow = 'ingest' order by started_at desc limit 1")[0]
+    outcomes = {r["outcome"]: r["n"] for r in _sql(
+        cmd, env, wh, f"select outcome, count(*) n from pages where run_id = '{last['run_id']}' "
+                      "and kind = 'article' group by 1")}
+    assert outcomes.get("not_modified", 0) == 0 and outcomes["ok"] >= 8
+    assert _sql(cmd, env, wh, "select count(*) n from articles")[0]["n"] == \
+        _sql(cmd, env, wh, "select count(distinct article_id) n from article_versions")[0]["n"]
