@@ -75,7 +75,16 @@ def served(prefect_api, tmp_path_factory):
                 if proc.poll() is not None:
                     raise AssertionError("newsmill serve exited:\n" + (tmp / "serve.log").read_text()[-3000:])
                 deps = deployments(prefect_api)
-                return deps if {"nightly", "compact", "reprocess", "import-warc"} <= set(deps) else None
+                if not {"nightly", "compact", "reprocess", "import-warc"} <= set(deps):
+                    return None
+                # other test modules may have served the same deployments earlier in the session: wait
+                # until this serve process has (re-)registered them all with its own config
+                mine = str(cfg.resolve())
+                if any(deps[n]["parameters"].get("config") != mine for n in ("nightly", "reprocess", "import-warc")):
+                    return None
+                if deps["compact"]["parameters"].get("warehouse") != str(wh.resolve()):
+                    return None
+                return deps
 
             deps = wait_for(registered, 60, "deployments to register")
             yield {"site": site, "config": cfg, "warehouse": wh, "tmp": tmp, "deployments": deps,
