@@ -530,6 +530,29 @@ class WarehouseWriter:
         self.root = warehouse.root
         self.run_id = run_id
         self.touched: dict[str, set[str]] = {}  # table -> partitions written by this writer
+        self._key_domains: set[str] = set()  # domains whose stored version keys are loaded
+        self._versions: set[int] = set()  # hash((article_id, content_hash, extractor_version))
+        self._contents: set[int] = set()  # hash((article_id, content_hash))
+        self._articles: set[int] = set()  # hash(article_id)
+
+    def _load_keys(self, domains: set[str]) -> None:
+        """Load the stored version keys of ``domains`` not loaded yet (one query per new domain set)."""
+        from warehouse.catalog import connect
+
+        new = sorted(d for d in domains if d and d not in self._key_domains)
+        if not new:
+            return
+        with contextlib.closing(connect(self.root, tables=("article_versions",))) as con:
+            rows = con.execute(
+                """SELECT article_id, content_hash, coalesce(extractor_version, '') FROM article_versions
+                   WHERE domain IN (SELECT unnest(?::VARCHAR[]))""",
+                [new],
+            ).fetchall()
+        for aid, ch, ev in rows:
+            self._versions.add(hash((aid, ch, ev)))
+            self._contents.add(hash((aid, ch)))
+            self._articles.add(hash(aid))
+        self._key_domains.update(new)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -573,7 +596,6 @@ class WarehouseWriter:
         batch's articles: domain, article_id, content_hash) or an iterable of ``BlockRow``-like
         records. Articles whose ``(article_id, content_hash, extractor_version)`` is already stored
         are skipped; pages are written last (the batch counts as done once they are)."""
-        from warehouse.catalog import connect
 
         batch_id = str(batch_id)
         now = processed_at or utcnow()
@@ -593,59 +615,41 @@ class WarehouseWriter:
             d["processed_at"] = d.get("processed_at") or now
             key = (d["article_id"], d.get("content_hash"), d.get("extractor_version") or "")
             by_key.setdefault(key, d)
-        ids = sorted({k[0] for k in by_key})
-        urls = sorted({r.url for r in removals} | {d["url"] for d in by_key.values()})
-        existing: set[tuple] = set()
-        existing_blocks: set[tuple] = set()
-        stored_bp: dict[str, list[tuple]] = {}
-        if ids or urls:
-            with contextlib.closing(connect(self.root, tables=("article_versions", "blocks", "boilerplate"))) as con:
-                if ids:
-                    existing = set(
-                        con.execute(
-                            """SELECT DISTINCT article_id, content_hash, coalesce(extractor_version, '')
-                               FROM article_versions WHERE article_id IN (SELECT unnest(?::VARCHAR[]))""",
-                            [ids],
-                        ).fetchall()
-                    )
-                    existing_blocks = set(
-                        con.execute(
-                            """SELECT DISTINCT domain, block_hash, article_id, content_hash FROM blocks
-                               WHERE article_id IN (SELECT unnest(?::VARCHAR[]))""",
-                            [ids],
-                        ).fetchall()
-                    )
-                if urls:
-                    for u, k, r, t in con.execute(
-                        """SELECT url, kind, rule, text FROM boilerplate_all
-                           WHERE url IN (SELECT unnest(?::VARCHAR[]))
-                           QUALIFY processed_at = max(processed_at) OVER (PARTITION BY url)""",
-                        [urls],
-                    ).fetchall():
-                        stored_bp.setdefault(u, []).append((k, r, t))
-        new_rows = [d for k, d in by_key.items() if k not in existing]
-        dup = sum(1 for a in by_key if a in existing)
+        # dedupe against what is stored, with keys cached for this writer session (loaded once per
+        # domain, then kept up to date): a commit costs the same on the first night and the 500th
+        self._load_keys({d.get("domain") or domain_of(d["url"]) for d in by_key.values()})
+        new_rows = []
+        dup = 0
+        new_contents: set[tuple] = set()
+        for key, d in by_key.items():
+            if hash(key) in self._versions:
+                dup += 1
+                continue
+            new_rows.append(d)
+            if hash(key[:2]) not in self._contents:
+                new_contents.add(key[:2])
 
-        # ---- boilerplate: write a URL's removals only when they differ from the latest stored set
-        version_of = {d["url"]: d.get("extractor_version") for d in by_key.values()}
-        batch_bp: dict[str, list[Removal]] = {u: [] for u in version_of}
+        # ---- boilerplate: written with each new version of an article (a re-run or a refetch of
+        # unchanged content writes none); an extraction that removed nothing writes a marker that
+        # hides the older removals
+        new_urls = {d["url"]: d.get("extractor_version") for d in new_rows}
+        batch_bp: dict[str, list[Removal]] = {u: [] for u in new_urls}
         for r in removals:
-            batch_bp.setdefault(r.url, []).append(r)
+            if r.url in batch_bp:
+                batch_bp[r.url].append(r)
         bp_rows: list[dict] = []
+        seen_before = {d["url"] for d in new_rows if hash(d["article_id"]) in self._articles}
         for u, rs in batch_bp.items():
-            new_set = sorted((r.kind, r.rule, r.text) for r in rs)
-            old_set = sorted(x for x in stored_bp.get(u, []) if x[0] != BOILERPLATE_NONE)
-            if new_set == old_set:
-                continue  # unchanged since the latest stored extraction (or nothing, never stored)
             if not rs:
-                # the latest extraction removed nothing: a marker hides the older removals
+                if u not in seen_before:
+                    continue  # never stored: nothing to hide
                 rs_rows = [dict(url=u, kind=BOILERPLATE_NONE, rule=BOILERPLATE_NONE, text="")]
             else:
                 rs_rows = [dict(url=r.url, kind=r.kind, rule=r.rule, text=r.text, run_id=r.run_id) for r in rs]
             for row in rs_rows:
                 row["run_id"] = row.get("run_id") or self.run_id
                 row["processed_at"] = now
-                row["extractor_version"] = version_of.get(u)
+                row["extractor_version"] = new_urls.get(u)
                 row["batch_id"] = batch_id
                 bp_rows.append(row)
 
@@ -673,8 +677,8 @@ class WarehouseWriter:
         fresh_blocks = []
         for b in block_rows:
             key = (b.get("domain"), b.get("block_hash"), b.get("article_id"), b.get("content_hash"))
-            if key in existing_blocks or key in seen:
-                continue
+            if (key[2], key[3]) not in new_contents or key in seen:
+                continue  # blocks are stored once per (article, content)
             seen.add(key)
             b["run_id"] = b.get("run_id") or self.run_id
             b["processed_at"] = now
@@ -688,11 +692,16 @@ class WarehouseWriter:
         files += self._write(
             "pages", to_table("pages", pages, run_id=self.run_id, batch_id=batch_id), batch_id, now
         )
+        for d in new_rows:
+            key = (d["article_id"], d.get("content_hash"), d.get("extractor_version") or "")
+            self._versions.add(hash(key))
+            self._contents.add(hash(key[:2]))
+            self._articles.add(hash(key[0]))
         return BatchStats(
             new_versions=len(new_rows),
             duplicate_versions=dup,
             pages=len(pages),
-            removals=len(bp_rows),
+            removals=sum(1 for r in bp_rows if r["kind"] != BOILERPLATE_NONE),
             blocks=len(fresh_blocks),
             files=files,
         )
