@@ -85,41 +85,11 @@ def _check_writable(root: Path) -> None:
     Warehouse(root).ensure_unlocked()
 
 
-class _progress_bar:
-    """A rich progress bar fed by the flow's progress events (terminal only)."""
+def _progress_bar(enabled: bool):
+    """The terminal progress bar of an ingest (``flows.reporting.ProgressBar``)."""
+    from flows.reporting import ProgressBar
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        from flows.ingest import PROGRESS_LISTENERS
-
-        self.progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task("discovering", total=None)
-        PROGRESS_LISTENERS.append(self._on_event)
-        return self
-
-    def _on_event(self, event, **info):
-        if event == "discovered":
-            self.progress.update(self.task, description="fetch + extract", total=info["total"])
-        elif event == "progress":
-            self.progress.update(self.task, completed=info["done"], total=info["total"])
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            from flows.ingest import PROGRESS_LISTENERS
-
-            PROGRESS_LISTENERS.remove(self._on_event)
-            self.progress.stop()
-        return False
+    return ProgressBar(enabled, "fetch + extract")
 
 
 def announce_prefect() -> None:

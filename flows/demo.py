@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
-import sys
 import tempfile
 import threading
 from contextlib import contextmanager

@@ -45,8 +45,8 @@ import json
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -58,8 +58,11 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import runtime
-from flows.ingest import BatchOutput, RunSummary, _current_run_id, _logger, _notify, resolve_warehouse
-from flows.reprocess import FlowProgress, extract_pages, load_run_settings, parse_date_bound, summary_artifacts
+from flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
+from flows.reporting import FlowProgress, RunSummary, summary_artifacts
+from flows.reporting import logger as _logger
+from flows.reporting import notify as _notify
+from flows.reprocess import extract_pages, load_run_settings, parse_date_bound
 from tasks.config import Settings
 from tasks.errors import NewsmillError
 from tasks.records import Article, PageLogEntry, Removal, RunRecord

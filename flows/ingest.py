@@ -21,36 +21,26 @@ import json
 import os
 import time
 import uuid
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import runtime
+from flows.reporting import PROGRESS_LISTENERS, FlowProgress, RunSummary, summary_artifacts  # noqa: F401 (re-exported)
+from flows.reporting import logger as _logger
+from flows.reporting import notify as _notify
 from tasks.config import Settings, load_settings
 from tasks.errors import NewsmillError
 from tasks.records import Article, DiscoveredURL, PageLogEntry, Removal, RunRecord
 from tasks.urls import domain_of
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# Terminal progress listeners (the CLI registers a progress bar here); called as fn(event, **info).
-PROGRESS_LISTENERS: list[Callable[..., None]] = []
-
-
-def _notify(event: str, **info) -> None:
-    for fn in list(PROGRESS_LISTENERS):
-        try:
-            fn(event, **info)
-        except Exception:  # a broken progress bar must not break a run
-            pass
-
 
 def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
     """``--warehouse``, else ``NEWSMILL_WAREHOUSE``, else ``data/`` in the project root."""
@@ -60,15 +50,6 @@ def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return PROJECT_ROOT / "data"
-
-
-def _logger():
-    try:
-        return get_run_logger()
-    except Exception:  # outside a run context (unit tests calling the functions directly)
-        import logging
-
-        return logging.getLogger("newsmill")
 
 
 def _current_run_id() -> str:
@@ -200,107 +181,15 @@ def process_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root:
 # ---------------------------------------------------------------------------------------------- summary
 
 
-@dataclass
-class RunSummary:
-    run_id: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    per_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    outcomes: Counter = field(default_factory=Counter)
-    boilerplate: Counter = field(default_factory=Counter)
-    timings: Counter = field(default_factory=Counter)
-    deferred_hosts: set[str] = field(default_factory=set)
-    batches_skipped: int = 0
+def _ingest_rows(counts: dict) -> list[dict]:
+    """The per-source table of an ingest run (named columns for the UI)."""
+    def joined(c: dict, prefix: str) -> str:
+        return ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(c.items()) if k.startswith(prefix)) or "0"
 
-    def add_pages(self, source: str, pages: list[PageLogEntry]) -> None:
-        for p in pages:
-            self.outcomes[p.outcome] += 1
-            c = self.per_source[source]
-            if p.kind == "article":
-                c["fetched"] += 1
-                if p.outcome == "not_modified":
-                    c["not_modified"] += 1
-                elif p.outcome != "ok":
-                    c[f"failed:{p.outcome}"] += 1
-
-    def counts(self) -> dict:
-        wall = ((self.finished_at or datetime.now(timezone.utc)) - self.started_at).total_seconds()
-        fetched = sum(c["fetched"] for c in self.per_source.values())
-        return {
-            "sources": {k: dict(v) for k, v in sorted(self.per_source.items())},
-            "outcomes": dict(self.outcomes),
-            "articles_written": sum(c["articles_written"] for c in self.per_source.values()),
-            "boilerplate": dict(self.boilerplate),
-            "pages_fetched": fetched,
-            "wall_s": round(wall, 3),
-            "pages_per_s": round(fetched / wall, 2) if wall > 0 else None,
-            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-            "deferred_hosts": sorted(self.deferred_hosts),
-            "batches_skipped_resume": self.batches_skipped,
-        }
-
-
-def _artifacts(summary: RunSummary) -> None:
-    """Prefect table + markdown artifacts for the run page in the UI (best effort)."""
-    try:
-        from prefect.artifacts import create_markdown_artifact, create_table_artifact
-    except ImportError:  # pragma: no cover
-        return
-    counts = summary.counts()
-    rows = []
-    for name, c in counts["sources"].items():
-        rows.append({
-            "source": name,
-            "discovered": c.get("discovered", 0),
-            "fetched": c.get("fetched", 0),
-            "not_modified": c.get("not_modified", 0),
-            "failed": ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(c.items())
-                                if k.startswith("failed:")) or "0",
-            "articles_written": c.get("articles_written", 0),
-            "skipped": ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(c.items())
-                                 if k.startswith("skipped:")) or "0",
-        })
-    try:
-        create_table_artifact(rows, key="ingest-summary", description="newsmill ingest: per source")
-        bp = ", ".join(f"{k}: {v}" for k, v in sorted(summary.boilerplate.items())) or "none"
-        md = (f"# newsmill ingest `{summary.run_id}`\n\n"
-              f"* wall time: **{counts['wall_s']} s**, pages/s: **{counts['pages_per_s']}**\n"
-              f"* articles written: **{counts['articles_written']}**\n"
-              f"* outcomes: {json.dumps(counts['outcomes'])}\n"
-              f"* boilerplate removed by kind: {bp}\n"
-              f"* stage time (s): {json.dumps(counts['timings_s'])}\n"
-              f"* hosts deferred to next run: {', '.join(counts['deferred_hosts']) or 'none'}\n")
-        create_markdown_artifact(md, key="ingest-report", description="newsmill ingest report")
-    except Exception as exc:  # artifacts are a view, never a reason to fail a run
-        _logger().warning("could not create run artifacts: %s", exc)
-
-
-class _Progress:
-    """Prefect progress artifact updated while batches complete (best effort)."""
-
-    def __init__(self, total: int):
-        self.total = max(total, 1)
-        self.done = 0
-        self.artifact_id = None
-        try:
-            from prefect.artifacts import create_progress_artifact
-
-            self.artifact_id = create_progress_artifact(0.0, key="ingest-progress",
-                                                        description="pages fetched and extracted")
-        except Exception:
-            self.artifact_id = None
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        _notify("progress", done=self.done, total=self.total)
-        if self.artifact_id is None:
-            return
-        try:
-            from prefect.artifacts import update_progress_artifact
-
-            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * self.done / self.total))
-        except Exception:
-            self.artifact_id = None
+    return [{"source": name, "discovered": c.get("discovered", 0), "fetched": c.get("fetched", 0),
+             "not_modified": c.get("not_modified", 0), "failed": joined(c, "failed:"),
+             "articles_written": c.get("articles_written", 0), "skipped": joined(c, "skipped:")}
+            for name, c in counts["sources"].items()]
 
 
 # ---------------------------------------------------------------------------------------------- flow
@@ -393,7 +282,8 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                      summary.batches_skipped)
 
             # 3. fetch + extract (tasks) and 4. store (this process), never two batches of one host at once
-            progress = _Progress(sum(len(b.urls) for b in todo))
+            progress = FlowProgress(sum(len(b.urls) for b in todo), key="ingest-progress",
+                                    description="pages fetched and extracted")
             pending: dict[str, list[Batch]] = defaultdict(list)
             for b in todo:
                 pending[b.host].append(b)
@@ -431,6 +321,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 summary.deferred_hosts.update(out.deferred_hosts)
                 progress.advance(len(batch.urls))
 
+            progress.update(progress.done, force=True)  # the artifact is throttled: show the final state
             t = time.perf_counter()
             writer.consolidate()  # one file per table partition for tonight, not one per batch
             summary.timings["write"] += time.perf_counter() - t
@@ -442,6 +333,9 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                                        counts=json.dumps(counts)))
     finally:
         runtime.close(run_id)
-    _artifacts(summary)
+    counts = summary.counts()
+    summary_artifacts(summary, "ingest", rows=_ingest_rows(counts),
+                      extra={"pages/s": counts["pages_per_s"],
+                             "hosts deferred to next run": counts["deferred_hosts"] or "none"})
     log.info("run %s finished: %s", run_id, json.dumps(summary.counts()))
     return summary.counts()

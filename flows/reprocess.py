@@ -55,14 +55,10 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import runtime
-from flows.ingest import (
-    BatchOutput,
-    RunSummary,
-    _current_run_id,
-    _logger,
-    _notify,
-    resolve_warehouse,
-)
+from flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
+from flows.reporting import FlowProgress, ProgressBar, RunSummary, summary_artifacts
+from flows.reporting import logger as _logger
+from flows.reporting import notify as _notify
 from tasks.config import Settings, load_settings
 from tasks.errors import ConfigError, NewsmillError
 from tasks.records import Article, Removal, RunRecord
@@ -157,71 +153,6 @@ def extract_pages(pages_in: list[tuple[str, str]], *, rules, settings: Settings,
         return pool.submit(extract_batch, pages_in, rules=rules, settings=settings.extract,
                            history=hist).result()
     return extract_batch(pages_in, rules=rules, settings=settings.extract, history=hist)
-
-
-class FlowProgress:
-    """Progress for the terminal bar (``flows.ingest`` listeners, events ``progress``) and a Prefect
-    progress artifact (updated at most every ``every_s`` seconds: each update is an API call)."""
-
-    def __init__(self, total: int | None, key: str, description: str, every_s: float = 1.0):
-        self.total = total
-        self.done = 0
-        self.every_s = every_s
-        self._last = 0.0
-        self.artifact_id = None
-        try:
-            from prefect.artifacts import create_progress_artifact
-
-            self.artifact_id = create_progress_artifact(0.0, key=key, description=description)
-        except Exception:
-            self.artifact_id = None
-
-    def advance(self, n: int) -> None:
-        self.update(self.done + n)
-
-    def update(self, done: int, *, force: bool = False) -> None:
-        self.done = done
-        _notify("progress", done=self.done, total=self.total)
-        now = time.monotonic()
-        if self.artifact_id is None or (not force and now - self._last < self.every_s):
-            return
-        self._last = now
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        try:
-            from prefect.artifacts import update_progress_artifact
-
-            update_progress_artifact(self.artifact_id, max(0.0, min(100.0, pct)))
-        except Exception:
-            self.artifact_id = None
-
-
-def summary_artifacts(summary: RunSummary, flow_name: str, extra: dict | None = None) -> None:
-    """Table (per source) + markdown report artifacts for a run page, keyed by flow (best effort)."""
-    try:
-        from prefect.artifacts import create_markdown_artifact, create_table_artifact
-    except ImportError:  # pragma: no cover
-        return
-    counts = summary.counts()
-    rows = []
-    for name, c in counts["sources"].items():
-        rows.append({"source": name, **{k: v for k, v in sorted(c.items())}})
-    try:
-        if rows:
-            create_table_artifact(rows, key=f"{flow_name.replace('_', '-')}-summary",
-                                  description=f"newsmill {flow_name}: per source")
-        bp = ", ".join(f"{k}: {v}" for k, v in sorted(summary.boilerplate.items())) or "none"
-        md = (f"# newsmill {flow_name} `{summary.run_id}`\n\n"
-              f"* wall time: **{counts['wall_s']} s**\n"
-              f"* articles written: **{counts['articles_written']}**\n"
-              f"* outcomes: {json.dumps(counts['outcomes'])}\n"
-              f"* boilerplate removed by kind: {bp}\n"
-              f"* stage time (s): {json.dumps(counts['timings_s'])}\n")
-        for k, v in (extra or {}).items():
-            md += f"* {k}: {json.dumps(v, default=str)}\n"
-        create_markdown_artifact(md, key=f"{flow_name.replace('_', '-')}-report",
-                                 description=f"newsmill {flow_name} report")
-    except Exception as exc:  # artifacts are a view, never a reason to fail a run
-        _logger().warning("could not create run artifacts: %s", exc)
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -446,50 +377,6 @@ def _counts(summary: RunSummary, outcomes: Counter, n_pages: int, version: str) 
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-
-
-class ProgressBar:
-    """A rich progress bar on the terminal fed by the flow's ``progress`` events (``flows.ingest``
-    listeners); ``unit="bytes"`` shows sizes and a transfer rate (WARC import)."""
-
-    def __init__(self, enabled: bool, description: str, unit: str = "pages"):
-        import sys
-
-        self.enabled = enabled and sys.stderr.isatty()
-        self.description = description
-        self.unit = unit
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TimeElapsedColumn,
-                                   TransferSpeedColumn)
-
-        from flows.ingest import PROGRESS_LISTENERS
-
-        cols = [DownloadColumn(), TransferSpeedColumn()] if self.unit == "bytes" else [MofNCompleteColumn()]
-        self.progress = Progress("[progress.description]{task.description}", BarColumn(), *cols,
-                                 TimeElapsedColumn(), transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task(self.description, total=None)
-        PROGRESS_LISTENERS.append(self._on_event)
-        return self
-
-    def _on_event(self, event, **info):
-        if event == "discovered":
-            self.progress.update(self.task, total=info["total"])
-        elif event == "progress":
-            self.progress.update(self.task, completed=info["done"], total=info["total"])
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            from flows.ingest import PROGRESS_LISTENERS
-
-            PROGRESS_LISTENERS.remove(self._on_event)
-            self.progress.stop()
-        return False
 
 
 def _cli_setup(args):
