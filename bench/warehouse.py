@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", type=int, default=1_000_000)
     ap.add_argument("--nights", type=int, default=365)
-    ap.add_argument("--batches", type=int, default=8, help="files per nightly partition before compaction")
+    ap.add_argument("--batches", type=int, default=1, help="files per nightly partition before compaction")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed afterwards)")
     ap.add_argument("--keep", action="store_true")
