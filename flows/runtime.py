@@ -13,6 +13,10 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+# An extraction worker is replaced after this many batches: lxml/trafilatura keep memory they touched,
+# so a long run would otherwise grow with the number of pages (forkserver makes the restart cheap).
+MAX_BATCHES_PER_WORKER = 10
+
 _lock = threading.Lock()
 _fetchers: dict[str, object] = {}
 _pools: dict[str, ProcessPoolExecutor] = {}
@@ -69,7 +73,8 @@ def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
             # the forkserver imports the extraction stack (trafilatura, lxml, rules) once; each worker
             # forks from it ready to extract instead of importing it again on its first batch
             ctx.set_forkserver_preload(["tasks.extract"])
-            p = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+            p = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                    max_tasks_per_child=MAX_BATCHES_PER_WORKER)
             _pools[run_id] = p
         return p
 
