@@ -103,25 +103,13 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen | None, dict]:
     env = dict(os.environ)
     if env.get("PREFECT_API_URL"):
         return None, env
-    import httpx
+    from flows.cli_more import server_env, start_server
 
     port = _free_port()
-    env.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
-                "PREFECT_SERVER_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "1"})
-    proc = subprocess.Popen([str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(env["PREFECT_API_URL"] + "/health", timeout=2).status_code == 200:
-                return proc, env
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("prefect server did not start")
+    env = server_env("127.0.0.1", port, home=home)
+    env.update({"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"})
+    proc, _url = start_server("127.0.0.1", port, env=env)
+    return proc, env
 
 
 def run_import(warc: Path, warehouse: Path, env: dict) -> dict:

@@ -104,24 +104,37 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def start_server(host: str, port: int, *, timeout: float = 90.0, log_path: Path | None = None):
-    """Start ``prefect server start`` on host:port; returns (process, api_url) once healthy."""
-    import httpx
-
-    if not _port_free(host, port):
-        raise NewsmillError(f"port {port} on {host} is in use (another Prefect server? try --port)")
+def server_env(host: str, port: int, *, home: str | os.PathLike | None = None,
+               base: dict | None = None) -> dict:
+    """Environment for a ``prefect server start`` on host:port and for its clients (API URL, the port
+    the UI is told to use, analytics off; ``PREFECT_HOME`` when given)."""
     client_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     url_host = f"[{client_host}]" if ":" in client_host else client_host
-    api_url = f"http://{url_host}:{port}/api"
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env.update({
         "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),  # also what the UI is told to talk to
-        "PREFECT_API_URL": api_url,
+        "PREFECT_API_URL": f"http://{url_host}:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "true",
         "DO_NOT_TRACK": "1",
     })
+    if home is not None:
+        env["PREFECT_HOME"] = str(home)
+    return env
+
+
+def start_server(host: str, port: int, *, timeout: float = 90.0, log_path: Path | None = None,
+                 env: dict | None = None):
+    """Start ``prefect server start`` on host:port with ``env`` (default: ``server_env(host, port)``);
+    returns (process, api_url) once healthy. The one place newsmill, its tests and benchmarks start a
+    Prefect server."""
+    import httpx
+
+    if not _port_free(host, port):
+        raise NewsmillError(f"port {port} on {host} is in use (another Prefect server? try --port)")
+    env = env or server_env(host, port)
+    api_url = env["PREFECT_API_URL"]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     prefect_exe = Path(sys.executable).with_name("prefect")
     cmd = ([str(prefect_exe)] if prefect_exe.exists() else [sys.executable, "-m", "prefect"])
