@@ -461,7 +461,7 @@ def run_import(settings: Settings, root: Path, files: list[str], *, domains: lis
 
             def drain_one() -> None:
                 fut = next(as_completed(list(in_flight)))
-                batch = in_flight.pop(fut)
+                in_flight.pop(fut)
                 out: ImportOutput = fut.result()
                 t = time.perf_counter()
                 stats = writer.commit_batch(out.batch_id, out.pages, out.articles, out.removals, out.blocks)
@@ -470,7 +470,7 @@ def run_import(settings: Settings, root: Path, files: list[str], *, domains: lis
                 summary.timings["clean_extract"] += out.extract_s
                 summary.add_pages(source, out.pages)
                 c = summary.per_source[source]
-                c["articles_written"] += getattr(stats, "new_versions", len(out.articles))
+                c["articles_written"] += stats.new_versions
                 for rm in out.removals:
                     summary.boilerplate[rm.kind] += 1
                 for p in out.pages:

@@ -32,7 +32,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import runtime
-from flows.reporting import PROGRESS_LISTENERS, FlowProgress, RunSummary, summary_artifacts  # noqa: F401 (re-exported)
+from flows.reporting import FlowProgress, RunSummary, summary_artifacts
 from flows.reporting import logger as _logger
 from flows.reporting import notify as _notify
 from tasks.config import Settings, load_settings
@@ -153,7 +153,7 @@ def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str
     pages.extend(dataclasses.replace(r, run_id=run_id, source=r.source or batch.source) for r in robots_rows)
     return BatchOutput(batch_id=batch.batch_id, source=batch.source, host=batch.host, pages=pages,
                        articles=articles, removals=removals, blocks=blocks, fetch_s=t1 - t0,
-                       extract_s=t2 - t1, deferred_hosts=tuple(getattr(fetcher, "deferred_hosts", ()) or ()))
+                       extract_s=t2 - t1, deferred_hosts=tuple(fetcher.deferred_hosts))
 
 
 @task(name="discover", task_run_name="discover-{source_name}", cache_policy=NO_CACHE)
@@ -314,8 +314,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 summary.timings["fetch"] += out.fetch_s
                 summary.timings["clean_extract"] += out.extract_s
                 summary.add_pages(out.source, out.pages)
-                written = getattr(stats, "new_versions", len(out.articles))
-                summary.per_source[out.source]["articles_written"] += written
+                summary.per_source[out.source]["articles_written"] += stats.new_versions
                 for rm in out.removals:
                     summary.boilerplate[rm.kind] += 1
                 summary.deferred_hosts.update(out.deferred_hosts)
@@ -333,9 +332,8 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                                        counts=json.dumps(counts)))
     finally:
         runtime.close(run_id)
-    counts = summary.counts()
     summary_artifacts(summary, "ingest", rows=_ingest_rows(counts),
                       extra={"pages/s": counts["pages_per_s"],
                              "hosts deferred to next run": counts["deferred_hosts"] or "none"})
-    log.info("run %s finished: %s", run_id, json.dumps(summary.counts()))
-    return summary.counts()
+    log.info("run %s finished: %s", run_id, json.dumps(counts))
+    return counts

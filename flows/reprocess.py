@@ -336,8 +336,8 @@ def run_reprocess(settings: Settings, root: Path, *, since: datetime | None = No
                 summary.outcomes.update(out.outcomes)
                 c = summary.per_source[batch.source]
                 c["reprocessed"] += len(batch.pages)
-                c["articles_written"] += getattr(stats, "new_versions", len(out.articles))
-                c["articles_unchanged"] += getattr(stats, "duplicate_versions", 0)
+                c["articles_written"] += stats.new_versions
+                c["articles_unchanged"] += stats.duplicate_versions
                 for outcome, n in out.outcomes.items():
                     if outcome != "ok":
                         c[f"failed:{outcome}"] += n
