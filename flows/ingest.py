@@ -237,6 +237,8 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
     summary = RunSummary(run_id=run_id, started_at=datetime.now(timezone.utc))
     if not settings.sources:
         raise NewsmillError(f"no sources configured in {settings.config_path}")
+    if settings.runner.task_runner == "threads":
+        runtime.start_forkserver(settings.extract.workers)  # imports in parallel with discovery
     try:
         with wh.writer(run_id) as writer:
             done = wh.done_batches(run_id)
@@ -272,6 +274,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
             summary.batches_skipped = len(batches) - len(todo)
             history = wh.recurring_blocks(sorted({b.host for b in todo}),
                                           settings.extract.recurring_min_pages)
+            writer.preload_keys({b.host for b in todo})
             summary.timings["plan"] += time.perf_counter() - t
             if settings.runner.task_runner == "threads" and any(len(b.conditionals) < len(b.urls)
                                                                 for b in todo):

@@ -58,7 +58,7 @@ def _worker_init() -> None:  # pragma: no cover - runs in the child
 
 
 def _warm() -> None:  # pragma: no cover - runs in the child
-    import tasks.extract  # noqa: F401  (already imported by the forkserver preload: a no-op then)
+    import tasks.preload  # noqa: F401  (already imported by the forkserver preload: a no-op then)
 
 
 def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
@@ -69,26 +69,52 @@ def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
     with _lock:
         p = _pools.get(run_id)
         if p is None:
-            ctx = multiprocessing.get_context("forkserver")
-            # the forkserver imports the extraction stack (trafilatura, lxml, rules) once; each worker
-            # forks from it ready to extract instead of importing it again on its first batch
-            ctx.set_forkserver_preload(["tasks.extract"])
-            p = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+            p = ProcessPoolExecutor(max_workers=workers, mp_context=_forkserver_context(), initializer=_worker_init,
                                     max_tasks_per_child=MAX_BATCHES_PER_WORKER)
             _pools[run_id] = p
         return p
 
 
+def _forkserver_context():
+    ctx = multiprocessing.get_context("forkserver")
+    # the forkserver imports the extraction stack (trafilatura, lxml, rules) and loads the language
+    # model once; each worker forks from it ready to extract
+    ctx.set_forkserver_preload(["tasks.preload"])
+    return ctx
+
+
+def start_forkserver(workers: int) -> None:
+    """Start the extraction forkserver in the background (its imports and model load take ~1 s of a
+    core, done while this process creates the flow run and discovers URLs). Best effort, non-blocking;
+    a no-op where :func:`pool` would not use processes."""
+    if workers <= 1 or multiprocessing.current_process().daemon:
+        return
+
+    def start():
+        try:
+            from multiprocessing import forkserver
+
+            _forkserver_context()
+            forkserver.ensure_running()
+        except Exception:  # noqa: BLE001 - pool() reports a real failure where it is used
+            pass
+
+    threading.Thread(target=start, name="newsmill-forkserver", daemon=True).start()
+
+
 def warm_pool(run_id: str, workers: int) -> None:
-    """Start the run's extraction workers now (call before discovery, so they are ready by the first
-    batch). Best effort: a pool that cannot start here fails later where it is used."""
-    try:
-        p = pool(run_id, workers)
-        if p is not None:
-            for _ in range(workers):
-                p.submit(_warm)
-    except Exception:  # noqa: BLE001
-        pass
+    """Start the run's extraction workers in the background, so they are ready by the first batch.
+    Best effort: a pool that cannot start here fails later where it is used."""
+    def warm():
+        try:
+            p = pool(run_id, workers)
+            if p is not None:
+                for _ in range(workers):
+                    p.submit(_warm)
+        except Exception:  # noqa: BLE001
+            pass
+
+    threading.Thread(target=warm, name="newsmill-warm-pool", daemon=True).start()
 
 
 def close(run_id: str) -> None:

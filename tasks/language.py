@@ -6,9 +6,19 @@ Public API: :func:`detect_language`.
 
 from __future__ import annotations
 
-__all__ = ["detect_language"]
+__all__ = ["detect_language", "load_model"]
 
 _SAMPLE_CHARS = 1500  # langid's accuracy saturates long before this; keeps the cost flat
+
+
+def load_model() -> None:
+    """Load py3langid's model now (it is otherwise loaded by the first classification). Best effort."""
+    try:
+        import py3langid
+
+        py3langid.classify("the first classification loads the model")
+    except Exception:  # noqa: BLE001 - detect_language falls back the same way
+        pass
 
 
 def _primary(tag: str | None) -> str | None:

@@ -52,6 +52,25 @@ def test_raw_encoded_body_and_chunked_header(tmp_path):
     assert "transfer-encoding" not in names and "x-crawler-transfer-encoding" in names
 
 
+def test_encoded_body_is_stored_not_recompressed(tmp_path):
+    """A body kept with its Content-Encoding goes into a stored (level 0) gzip member; a plain one is
+    compressed. Both are single gzip members that warcio and gzip read back."""
+    page = b"<html><body>" + b"<p>the same paragraph again and again</p>" * 400 + b"</body></html>"
+    arc = WarcArchive(tmp_path, "r")
+    enc = gzip.compress(page)
+    p1, o1, n1 = arc.write_response("http://a.example/enc", 200, [("Content-Type", "text/html"),
+                                                                  ("Content-Encoding", "gzip")], enc, T)
+    p2, o2, n2 = arc.write_response("http://a.example/plain", 200, [("Content-Type", "text/html")], page, T)
+    arc.close()
+    assert read_record(tmp_path, p1, o1).body == page and read_record(tmp_path, p2, o2).body == page
+    with open(tmp_path / p1, "rb") as fh:
+        fh.seek(o1)
+        member = fh.read(n1)
+    record = gzip.decompress(member)
+    assert enc in record  # the encoded body is in the member verbatim: no second deflate pass
+    assert len(member) > len(record)  # stored blocks: the member is the record plus gzip framing
+    assert n2 < len(page) / 5  # the plain body was compressed
+
 def test_rotation_and_date_partition(tmp_path):
     arc = WarcArchive(tmp_path, "r", max_file_bytes=2000)
     big = b"<html>" + os.urandom(3000) + b"</html>"

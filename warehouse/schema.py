@@ -167,14 +167,22 @@ def _norm(value: Any, typ: pa.DataType) -> Any:
     return value
 
 
-def _as_dict(rec: Any) -> Mapping[str, Any]:
+def _field_getter(rec: Any):
     if isinstance(rec, Mapping):
-        return rec
-    if dataclasses.is_dataclass(rec):
-        return {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
-    if hasattr(rec, "_asdict"):
-        return rec._asdict()
+        return rec.get
+    if dataclasses.is_dataclass(rec) or hasattr(rec, "_asdict"):
+        return lambda name: getattr(rec, name, None)
     raise TypeError(f"cannot convert {type(rec).__name__} to a warehouse row")
+
+
+def _column(values: list, typ: pa.DataType) -> pa.Array:
+    """Arrow's own conversion when the values already have the column's Python type (the common case,
+    done in C); the per-value normalisation of :func:`_norm` otherwise (naive or non-UTC datetimes are
+    converted to UTC by Arrow too; dates, ISO strings, numbers given as strings... take the slow path)."""
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return pa.array([_norm(v, typ) for v in values], type=typ)
 
 
 def to_table(name: str, records: Iterable[Any], **extra: Any) -> pa.Table:
@@ -182,15 +190,29 @@ def to_table(name: str, records: Iterable[Any], **extra: Any) -> pa.Table:
     row that the records do not provide (e.g. ``batch_id=...``, ``processed_at=...``). Unknown
     record fields are ignored; missing ones are NULL."""
     schema = SCHEMAS[name]
-    cols: dict[str, list] = {f.name: [] for f in schema}
-    for rec in records:
-        d = _as_dict(rec)
-        for f in schema:
-            v = d.get(f.name)
-            if v is None and f.name in extra:
-                v = extra[f.name]
-            cols[f.name].append(_norm(v, f.type))
-    return pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in schema}, schema=schema)
+    getters = [_field_getter(rec) for rec in records]
+    arrays = []
+    for f in schema:
+        values = [get(f.name) for get in getters]
+        if f.name in extra:
+            fill = extra[f.name]
+            values = [fill if v is None else v for v in values]
+        arrays.append(_column(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def from_columns(name: str, columns: Mapping[str, list], num_rows: int, **constant: Any) -> pa.Table:
+    """Arrow table for ``name`` from column lists (``num_rows`` long) plus ``constant`` columns; columns
+    given neither way are NULL. The fast path for many narrow rows (``blocks``)."""
+    schema = SCHEMAS[name]
+    arrays = []
+    for f in schema:
+        if f.name in columns:
+            values = columns[f.name]
+        else:
+            values = [constant.get(f.name)] * num_rows
+        arrays.append(_column(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def file_metadata(name: str) -> dict[bytes, bytes]:

@@ -60,6 +60,7 @@ from warehouse.schema import (
     SCHEMAS,
     TABLES,
     file_metadata,
+    from_columns,
     to_table,
 )
 
@@ -522,6 +523,9 @@ class Warehouse:
         return out
 
 
+_BLOCK_FIELDS = ("domain", "block_hash", "article_id", "content_hash")
+
+
 class WarehouseWriter:
     """Obtained from ``Warehouse.writer(run_id)``; valid while the lock is held."""
 
@@ -542,6 +546,10 @@ class WarehouseWriter:
         new = sorted(d for d in domains if d and d not in self._key_domains)
         if not new:
             return
+        gen = current_generation(self.root, "article_versions")
+        if gen is None or next(gen.rglob("*.parquet"), None) is None:  # nothing stored yet
+            self._key_domains.update(new)
+            return
         with contextlib.closing(connect(self.root, tables=("article_versions",))) as con:
             rows = con.execute(
                 """SELECT article_id, content_hash, coalesce(extractor_version, '') FROM article_versions
@@ -553,6 +561,11 @@ class WarehouseWriter:
             self._contents.add(hash((aid, ch)))
             self._articles.add(hash(aid))
         self._key_domains.update(new)
+
+    def preload_keys(self, domains: Iterable[str]) -> None:
+        """Load the stored version keys of all these domains in one query (a run calls it with the hosts
+        it is about to fetch, instead of one query per new domain as batches arrive)."""
+        self._load_keys(set(domains))
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -653,41 +666,32 @@ class WarehouseWriter:
                 row["batch_id"] = batch_id
                 bp_rows.append(row)
 
-        # ---- blocks
-        block_rows: list[dict] = []
+        # ---- blocks: (domain, block_hash, article_id, content_hash), stored once per (article, content)
+        block_keys: list[tuple] = []
         if isinstance(blocks, Mapping):
             by_url = {d["url"]: d for d in by_key.values()}
             for u, hashes in blocks.items():
                 d = by_url.get(u)
                 if d is None:
                     continue
-                for h in dict.fromkeys(hashes):
-                    block_rows.append(
-                        dict(domain=d.get("domain") or domain_of(u), block_hash=h, article_id=d["article_id"],
-                             content_hash=d.get("content_hash"))
-                    )
+                dom = d.get("domain") or domain_of(u)
+                block_keys.extend((dom, h, d["article_id"], d.get("content_hash")) for h in hashes)
         else:
             for b in blocks:
-                if isinstance(b, tuple) and not hasattr(b, "_asdict") and not hasattr(b, "__dataclass_fields__"):
-                    b = dict(zip(("domain", "block_hash", "article_id", "content_hash"), b))
-                elif not isinstance(b, Mapping):
-                    b = {f: getattr(b, f, None) for f in ("domain", "block_hash", "article_id", "content_hash")}
-                block_rows.append(dict(b))
-        seen: set[tuple] = set()
-        fresh_blocks = []
-        for b in block_rows:
-            key = (b.get("domain"), b.get("block_hash"), b.get("article_id"), b.get("content_hash"))
-            if (key[2], key[3]) not in new_contents or key in seen:
-                continue  # blocks are stored once per (article, content)
-            seen.add(key)
-            b["run_id"] = b.get("run_id") or self.run_id
-            b["processed_at"] = now
-            fresh_blocks.append(b)
+                if type(b) is tuple:  # the flows' own rows
+                    block_keys.append(b)
+                elif isinstance(b, Mapping):
+                    block_keys.append(tuple(b.get(f) for f in _BLOCK_FIELDS))
+                else:
+                    block_keys.append(tuple(getattr(b, f, None) for f in _BLOCK_FIELDS))
+        fresh_blocks = list(dict.fromkeys(k for k in block_keys if (k[2], k[3]) in new_contents))
 
         files = 0
         files += self._write("article_versions", to_table("article_versions", new_rows), batch_id, now)
         files += self._write("boilerplate", to_table("boilerplate", bp_rows), batch_id, now)
-        files += self._write("blocks", to_table("blocks", fresh_blocks), batch_id, now)
+        block_cols = dict(zip(_BLOCK_FIELDS, map(list, zip(*fresh_blocks)))) if fresh_blocks else {}
+        files += self._write("blocks", from_columns("blocks", block_cols, len(fresh_blocks), run_id=self.run_id,
+                                                    processed_at=now), batch_id, now)
         # pages LAST: their presence marks the batch done
         files += self._write(
             "pages", to_table("pages", pages, run_id=self.run_id, batch_id=batch_id), batch_id, now
