@@ -45,15 +45,21 @@ def article_to_json(article) -> dict:
 
 
 def cmd_ingest(args) -> int:
-    from flows.ingest import default_task_runner, ingest, resolve_warehouse
     from tasks.config import load_settings
-
     from tasks.errors import ConfigError
 
     settings = load_settings(args.config)  # fail fast, one line, before Prefect starts
     settings.select_sources(args.source)  # unknown --source names: ConfigError now
     if not settings.sources:
         raise ConfigError(f"sources: no [[sources]] in {settings.config_path}")
+    if (args.task_runner or settings.runner.task_runner) == "threads":
+        from flows import runtime
+
+        # the extraction forkserver imports its stack on the other core while this process imports
+        # Prefect and creates the flow run (the flow would start it anyway, ~1 s later)
+        runtime.start_forkserver(settings.extract.workers)
+    from flows.ingest import default_task_runner, ingest, resolve_warehouse
+
     root = resolve_warehouse(args.warehouse)
     _check_writable(root)
     if args.task_runner:

@@ -86,22 +86,39 @@ class BatchOutput:
     deferred_hosts: tuple[str, ...] = ()
 
 
+RAMP_MIN_BATCH = 40  # batch sizes from which a host's first batch is a quarter batch
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the batches of a host's ``n`` sorted URLs. The first batch is a quarter of
+    ``batch_size`` (when that is at least 10 pages): its pages are fetched and handed to the extraction
+    workers sooner, so the workers are not idle while the first full batches download."""
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    if batch_size >= RAMP_MIN_BATCH and n > batch_size // 4:
+        bounds.append((0, batch_size // 4))
+        start = batch_size // 4
+    bounds += [(i, min(i + batch_size, n)) for i in range(start, n, batch_size)]
+    return bounds
+
+
 def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
                  conditional: dict[str, tuple[str | None, str | None]]) -> list[Batch]:
-    """Group by (source, host), sort, and cut into batches with ids stable for the same URL set."""
+    """Group by (source, host), sort, and cut into batches (:func:`batch_bounds`) with ids stable for
+    the same URL set."""
     groups: dict[tuple[str, str], list[DiscoveredURL]] = defaultdict(list)
     for u in urls:
         groups[(u.source, domain_of(u.url))].append(u)
     batches: list[Batch] = []
     for (source, host), items in sorted(groups.items()):
         items.sort(key=lambda d: d.url)
-        for i in range(0, len(items), batch_size):
-            chunk = tuple(items[i:i + batch_size])
+        for index, (start, stop) in enumerate(batch_bounds(len(items), batch_size)):
+            chunk = tuple(items[start:stop])
             digest = hashlib.sha256(
                 "\n".join([run_id, source, *[d.url for d in chunk]]).encode()
             ).hexdigest()[:16]
             conds = tuple((d.url, *conditional[d.url]) for d in chunk if d.url in conditional)
-            batches.append(Batch(batch_id=f"b{digest}", source=source, host=host, index=i // batch_size,
+            batches.append(Batch(batch_id=f"b{digest}", source=source, host=host, index=index,
                                  urls=chunk, conditionals=conds))
     return batches
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.ingest import batch_bounds
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.orchestration import LoopbackSite, write_config  # noqa: E402
@@ -79,6 +81,28 @@ def _stop(proc, sig=signal.SIGINT):
             proc.wait()
 
 
+def test_batch_plan_covers_each_url_once_ramps_up_and_is_stable():
+    from flows.ingest import plan_batches
+    from tasks.records import DiscoveredURL
+
+    for n, size in [(1, 100), (25, 100), (26, 100), (250, 100), (1000, 100), (7, 5), (20, 5), (100, 40)]:
+        bounds = batch_bounds(n, size)
+        covered = [i for a, b in bounds for i in range(a, b)]
+        assert covered == list(range(n)), (n, size)
+        assert all(0 < b - a <= size for a, b in bounds)
+        if size >= 40 and n > size // 4:
+            assert bounds[0] == (0, size // 4)  # a quarter batch first: the workers start sooner
+        else:
+            assert bounds[0] == (0, min(n, size))
+    urls = [DiscoveredURL(url=f"http://h{h}.example/a/{i:03d}", source=f"s{h}", via="feed")
+            for h in range(3) for i in range(130)]
+    plan = plan_batches("run-1", urls, 100, {})
+    assert sorted(u.url for b in plan for u in b.urls) == sorted(u.url for u in urls)
+    assert [len(b.urls) for b in plan if b.host == "h0.example"] == [25, 100, 5]
+    assert plan_batches("run-1", list(reversed(urls)), 100, {}) == plan  # same ids for the same URL set
+    assert {b.batch_id for b in plan_batches("run-2", urls, 100, {})}.isdisjoint({b.batch_id for b in plan})
+
+
 def test_killed_run_is_reaped_and_retry_resumes_without_refetching(prefect_api, tmp_path):
     from warehouse.store import Warehouse
 
@@ -87,7 +111,7 @@ def test_killed_run_is_reaped_and_retry_resumes_without_refetching(prefect_api, 
     with LoopbackSite(N_PAGES) as site:
         cfg = write_config(tmp_path / "site.toml", site.base_url, batch_size=BATCH)
         urls = sorted(site.url(i) for i in range(N_PAGES))  # plan_batches sorts a host's URLs
-        batches = [urls[i:i + BATCH] for i in range(0, N_PAGES, BATCH)]
+        batches = [urls[a:b] for a, b in batch_bounds(N_PAGES, BATCH)]
         path = lambda u: u[len(site.base_url):]  # noqa: E731
         site.hold({path(u) for b in batches[2:] for u in b})
 
