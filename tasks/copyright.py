@@ -48,6 +48,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+from lxml import etree
+
 from tasks.metadata import Metadata, _as_list, _clean_text, _id_index, _resolve, _types, article_node
 from tasks.parse import ParsedPage
 from tasks.urls import domain_of, normalize_url
@@ -484,9 +486,12 @@ def _split_block(text: str) -> list[str]:
     return parts + ([text] if len(parts) > 1 else [])
 
 
+# footers: <footer>, role=contentinfo, a class or id with "footer"/"Footer" (matching attribute nodes and
+# taking their element is ~2x cheaper in libxml2 than testing every element's attributes)
 _FOOTER_XPATH = (
-    "//footer | //*[@role='contentinfo']"
-    " | //*[contains(@class,'footer') or contains(@class,'Footer') or contains(@id,'footer') or contains(@id,'Footer')]"
+    "//footer | //@role[. = 'contentinfo']/.."
+    " | //@class[contains(., 'footer') or contains(., 'Footer')]/.."
+    " | //@id[contains(., 'footer') or contains(., 'Footer')]/.."
 )
 _NOTICE_HINT = re.compile(r"©|\(c\)|copyright|rights\s+reserved|rechte\s+vorbehalten|droits\s+r[ée]serv|"
                           r"derechos\s+reservados", re.I)
@@ -494,41 +499,108 @@ _BLOCK_TAGS = {"p", "div", "small", "span", "li", "section", "footer", "address"
                "body", "aside", "ul", "nav", "center", "font", "article", "main", "table", "tbody", "tr"}
 
 
-def _notice_candidates(root, out: list[str], seen: set) -> None:
-    """Short notice-like texts under ``root``: descend only into elements whose text holds a hint."""
-    stack = [root]
-    while stack:
-        el = stack.pop()
-        if id(el) in seen or not isinstance(el.tag, str) or el.tag not in _BLOCK_TAGS:
-            continue
-        seen.add(id(el))
+_FOOTER_ROOTS = etree.XPath(_FOOTER_XPATH)
+_HINT_PIECES = ("©", "(c)", "(C)") + tuple(v for w in ("right", "rechte", "droits", "derechos")
+                                           for v in (w, w.capitalize(), w.upper()))
+# text nodes that may hold (a piece of) a notice hint -- a superset of where _NOTICE_HINT can match in
+# practice (a hint word in lower, Capitalised or UPPER case), found in one C-level pass (contains() is a
+# substring search; translate() to lower case would cost ~5x more)
+_HINT_TEXTS = etree.XPath(".//text()[not(parent::script or parent::style or parent::template)]["
+                          + " or ".join(f"contains(., '{p}')" for p in _HINT_PIECES) + "]")
+
+
+def _text(el) -> str:
+    try:
+        return el.text_content()
+    except ValueError:
+        return ""
+
+
+def _hint_chains(root) -> list[list]:
+    """For each text node under ``root`` that may hold a notice hint (document order): its element and
+    that element's ancestors, innermost first."""
+    chains = []
+    for t in _HINT_TEXTS(root):
+        owner = t.getparent()
+        if owner is not None and t.is_tail:
+            owner = owner.getparent()
+        if owner is not None:
+            chains.append([owner, *owner.iterancestors()])
+    return chains
+
+
+def _notice_candidates(root, out: list[str], seen: set, chains: list[list]) -> None:
+    """Short notice-like texts under ``root``, outermost first in document order: the elements reached
+    from ``root`` through block elements whose text holds a hint (``seen``: elements already visited
+    from another root, not entered again; ``chains``: :func:`_hint_chains` of the page).
+
+    Only the ancestors of text nodes that can hold a hint are looked at, bottom-up, and only while
+    their text is short enough to be a notice: an element's text contains its descendants' texts, so
+    once a short element's text holds a hint all its ancestors' texts do (page-sized texts are never
+    built or searched)."""
+    if root in seen:
+        return
+    state: dict = {}  # element visited from this root -> holds a hint (True) or not (False)
+    limit = 2 * _MAX_LINE
+    for up in chains:
         try:
-            raw = el.text_content()
+            k = up.index(root)
         except ValueError:
+            continue  # a text outside root
+        new = []  # the elements from root down to the text this walk reaches now for the first time
+        for i in range(k, -1, -1):
+            el = up[i]
+            known = state.get(el)
+            if known is False:
+                break
+            if known is None:
+                if el in seen or not isinstance(el.tag, str) or el.tag not in _BLOCK_TAGS:
+                    break
+                new.append(el)
+        if not new:
             continue
-        if not _NOTICE_HINT.search(raw):
-            continue
-        if len(raw) <= 2 * _MAX_LINE:
-            t = _clean_text(raw)
-            if t and len(t) <= _MAX_LINE:
-                out.append(t)
-        stack.extend(reversed(el))
+        texts: list[str | None] = [None] * len(new)
+        deepest = -1  # the deepest new element whose (short) text holds a hint
+        for i in range(len(new) - 1, -1, -1):
+            raw = texts[i] = _text(new[i])
+            if len(raw) > limit:
+                break
+            if _NOTICE_HINT.search(raw):
+                deepest = i
+                break
+        if deepest < 0:
+            continue  # no short element on this chain holds a hint: nothing to emit from it
+        for i, el in enumerate(new[:deepest + 2]):  # visited: the ok ones and the first failing one
+            seen.add(el)
+            state[el] = i <= deepest
+        emit = []
+        for i in range(deepest, -1, -1):  # bottom-up while short enough to be a notice
+            raw = texts[i] if texts[i] is not None else _text(new[i])
+            if len(raw) > limit:
+                break
+            text = _clean_text(raw)
+            if text and len(text) <= _MAX_LINE:
+                emit.append(text)
+        out.extend(reversed(emit))
 
 
 def _from_footer(page: ParsedPage) -> CopyrightInfo | None:
     try:
-        roots = page.tree.xpath(_FOOTER_XPATH)
+        roots = _FOOTER_ROOTS(page.tree)
     except Exception:  # noqa: BLE001
         roots = []
     texts: list[str] = []
     seen: set = set()
+    in_roots = set(roots)
+    chains = [c for r in roots if not any(a in in_roots for a in r.iterancestors())  # outermost roots
+              for c in _hint_chains(r)]
     for r in roots:
-        _notice_candidates(r, texts, seen)
+        _notice_candidates(r, texts, seen, chains)
     if not texts:  # trailing small print anywhere: the last few notice-like blocks of the page
         body = page.tree.find(".//body")
         if body is not None:
             tail: list[str] = []
-            _notice_candidates(body, tail, set())
+            _notice_candidates(body, tail, set(), _hint_chains(body))
             texts = tail[-5:]
     found = []
     for t in sorted(dict.fromkeys(texts), key=len):  # the smallest element that holds the notice

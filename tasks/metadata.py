@@ -30,6 +30,8 @@ from datetime import datetime, timezone, timedelta
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
+from lxml import etree
+
 from tasks.errors import ConfigError
 from tasks.parse import ParsedPage
 from tasks.urls import normalize_url
@@ -575,16 +577,21 @@ def _ld_author_strings(value: Any, idx: dict[str, dict]) -> list[str]:
 _AUTHOR_META = ("author", "article:author", "og:article:author", "parsely-author", "sailthru.author",
                 "dc.creator", "dcterms.creator", "byl", "byline", "cxenseparse:author", "citation_author")
 
+_BYLINE_CLASSES = frozenset({"byline", "author-name", "byline__name", "author", "autor", "auteur"})
+
+
+def _byline_classes(els: list) -> list:
+    return [el for el in els if _BYLINE_CLASSES.intersection((el.get("class") or "").split())]
+
+
+# the visible byline, in order of trust. Attribute nodes are matched and their element taken (libxml2
+# does that ~5x faster than testing every element); class tokens are checked exactly in Python.
 _BYLINE_XPATH = (
-    ".//*[@rel='author']",
-    ".//*[@itemprop='author']//*[@itemprop='name']",
-    ".//*[@itemprop='author' and not(.//*[@itemprop='name'])]",
-    ".//*[contains(concat(' ', normalize-space(@class), ' '), ' byline ')"
-    " or contains(concat(' ', normalize-space(@class), ' '), ' author-name ')"
-    " or contains(concat(' ', normalize-space(@class), ' '), ' byline__name ')"
-    " or contains(concat(' ', normalize-space(@class), ' '), ' author ')"
-    " or contains(concat(' ', normalize-space(@class), ' '), ' autor ')"
-    " or contains(concat(' ', normalize-space(@class), ' '), ' auteur ')]",
+    (etree.XPath(".//@rel[. = 'author']/.."), None),
+    (etree.XPath(".//@itemprop[. = 'author']/..//@itemprop[. = 'name']/.."), None),
+    (etree.XPath(".//@itemprop[. = 'author']/parent::*[not(.//*[@itemprop = 'name'])]"), None),
+    (etree.XPath(".//@class[contains(., 'byline') or contains(., 'author') or contains(., 'autor')"
+                 " or contains(., 'auteur')]/.."), _byline_classes),
 )
 
 
@@ -622,11 +629,13 @@ def _authors_raw(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, .
         names = clean_authors(vals)
         if names:
             return names
-    for xp in _BYLINE_XPATH:
+    for xp, keep in _BYLINE_XPATH:
         try:
-            els = page.tree.xpath(xp)
+            els = xp(page.tree)
         except Exception:  # noqa: BLE001
             continue
+        if keep is not None:
+            els = keep(els)
         texts = []
         for el in els:
             if el.tag in ("link", "meta") or _in_comments(el):

@@ -193,6 +193,17 @@ def test_trailing_small_print_without_footer_element():
     assert (info.holder, info.year, info.source) == ("Valley Weekly", 2023, "footer")
 
 
+def test_footer_notice_deep_in_a_large_footer_split_across_elements_and_nested_footers():
+    links = "".join(f'<li><a href="/s/{i}">Section {i}</a></li>' for i in range(300))
+    body = ('<article><p>The council voted to keep the right of way open, a copyright lawyer said.</p></article>'
+            '<footer class="site-footer"><div class="footer-nav"><ul>' + links + '</ul></div>'
+            '<div class="footer-legal"><div><span>2025 Lakeside Courier Co.</span> '
+            'All <b>rights</b> <i>reserved</i>.</div></div></footer>')
+    info = _find(_page('<meta property="og:site_name" content="Lakeside Courier">', body))
+    assert (info.holder, info.year, info.source) == ("Lakeside Courier Co", 2025, "footer")
+    assert info.notice == "2025 Lakeside Courier Co. All rights reserved."
+
+
 def test_body_lines_prefer_a_line_with_a_holder():
     p = _page(SITE)
     info = _find(p, ["Licensed under CC BY-NC-ND 4.0", "© 2022 The Open Ledger"])
