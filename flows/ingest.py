@@ -126,7 +126,6 @@ def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
 def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str | None,
               history: dict[str, frozenset[str]]) -> BatchOutput:
     """Fetch and extract one batch. Plain function (the ``process_batch`` task wraps it)."""
-    from tasks.extract import extract_batch
     from tasks.fetch import Conditional, FetchRequest
 
     fetcher = runtime.fetcher(run_id, settings.fetch, warehouse_root)
@@ -140,14 +139,15 @@ def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str
 
     ok = [r for r in results if r.ok]
     pages_in = [(r.log.final_url or r.log.url, r.html) for r in ok]
-    rules = runtime.rules(run_id)
-    hist = {h: history.get(h, frozenset()) for h in {domain_of(u) for u, _ in pages_in}}
-    pool = runtime.pool(run_id, settings.extract.workers)
-    if pool is not None and pages_in:
-        extracted = pool.submit(extract_batch, pages_in, rules=rules, settings=settings.extract,
-                                history=hist).result()
-    else:
-        extracted = extract_batch(pages_in, rules=rules, settings=settings.extract, history=hist)
+    extracted = []
+    if pages_in:  # (a batch of 304s has nothing to extract: no rules, pool or extraction stack needed)
+        rules = runtime.rules(run_id)
+        hist = {h: history.get(h, frozenset()) for h in {domain_of(u) for u, _ in pages_in}}
+        pool = runtime.pool(run_id, settings.extract.workers)
+        if pool is not None:
+            extracted = pool.submit(runtime.extract_batch, pages_in, rules, settings.extract, hist).result()
+        else:
+            extracted = runtime.extract_batch(pages_in, rules, settings.extract, hist)
     t2 = time.perf_counter()
 
     by_url = {id(r): x for r, x in zip(ok, extracted)}

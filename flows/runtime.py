@@ -51,6 +51,14 @@ def rules(run_id: str):
         return r
 
 
+def extract_batch(pages, rules, settings, history):
+    """:func:`tasks.extract.extract_batch`, imported where it runs: the flow process hands batches to
+    the pool without importing the extraction stack (trafilatura & co., ~0.3 s of CPU) itself."""
+    from tasks.extract import extract_batch as extract
+
+    return extract(pages, rules=rules, settings=settings, history=history)
+
+
 def _worker_init() -> None:  # pragma: no cover - runs in the child
     import signal
 
