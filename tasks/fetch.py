@@ -395,6 +395,25 @@ class _PinnedBackend(httpcore.SyncBackend):
         raise last or httpcore.ConnectError(f"cannot connect to {host}")
 
 
+_DRAIN_MAX = 64 * 1024  # body bytes read from a response we do not use, so its connection is reused
+
+
+def _drain(resp: httpx.Response) -> None:
+    """Read (and drop) the rest of a small unused body -- a 304, a redirect, an error page -- so the
+    keep-alive connection goes back to the pool instead of being closed with the response. A larger
+    body is not downloaded: the connection is closed. Never raises."""
+    if resp.is_stream_consumed or resp.is_closed:
+        return
+    seen = 0
+    try:
+        for chunk in resp.iter_raw():
+            seen += len(chunk)
+            if seen > _DRAIN_MAX:
+                return
+    except (httpx.HTTPError, OSError):
+        pass
+
+
 class _PinnedTransport(httpx.HTTPTransport):
     def __init__(self, guard: AddressGuard, max_connections: int):
         super().__init__(trust_env=False, http1=True, http2=False)
@@ -990,7 +1009,10 @@ class Fetcher:
                 att.http_version = resp.http_version or "HTTP/1.1"
                 att.headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw)
                 att.content_type = resp.headers.get("content-type")
-                return self._response(resp, att, kind, conditional)
+                att = self._response(resp, att, kind, conditional)
+                if att.outcome != "ok":
+                    _drain(resp)
+                return att
         except BlockedAddress as exc:
             return _Attempt("blocked_url", str(exc))
         except httpx.TimeoutException as exc:

@@ -504,3 +504,81 @@ def test_chunked_body_cut_is_truncated(server, fetcher_factory):
     url = server.route("/chunk-cut", cut)
     r = fetcher_factory().fetch(url, kind="article")
     assert r.log.outcome == "truncated" and server.count("/chunk-cut") == 1
+
+
+# ---- keep-alive ------------------------------------------------------------------------------------
+
+
+class _KeepAliveSite:
+    """HTTP/1.1 keep-alive server on 127.0.0.1 that counts TCP connections: /p/N answers 200 with an
+    ETag, 304 to a matching If-None-Match; /small-404 a short error page; /big-404 a 200 KB one."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        site = self
+        self.connections = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                site.connections += 1
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/robots.txt":
+                    return self._send(404, b"no robots")
+                if self.path == "/small-404":
+                    return self._send(404, b"<html><body>gone</body></html>", [("Content-Type", "text/html")])
+                if self.path == "/big-404":
+                    return self._send(404, b"x" * 200_000, [("Content-Type", "text/html")])
+                etag = f'"v1-{self.path}"'
+                if self.headers.get("If-None-Match") == etag:
+                    return self._send(304, headers=[("ETag", etag)])
+                self._send(200, HTML.encode(), [("Content-Type", "text/html; charset=utf-8"), ("ETag", etag)])
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_not_modified_and_small_error_pages_keep_the_connection(fetcher_factory):
+    """A 304 (or a short error page) is read to its end so its keep-alive connection is reused; a big
+    unused body is not downloaded, its connection is closed instead."""
+    site = _KeepAliveSite()
+    try:
+        f = fetcher_factory(concurrency=1, allow_networks=("127.0.0.1/32",))
+        first = [f.fetch(f"{site.base}/p/{i}", kind="article") for i in range(10)]
+        assert all(r.ok for r in first)
+        after_first = site.connections
+        again = [f.fetch(f"{site.base}/p/{i}", kind="article",
+                         conditional=Conditional(etag=r.log.etag)) for i, r in enumerate(first)]
+        assert [r.log.outcome for r in again] == ["not_modified"] * 10
+        for _ in range(3):
+            assert f.fetch(f"{site.base}/small-404", kind="article").log.outcome == "http_error"
+        assert site.connections == after_first  # 10 304s and 3 error pages on the same connection
+        assert f.fetch(f"{site.base}/big-404", kind="article").log.outcome == "http_error"
+        assert f.fetch(f"{site.base}/p/0", kind="article").ok
+        assert site.connections == after_first + 1  # the big body's connection was dropped, not read
+    finally:
+        site.close()
