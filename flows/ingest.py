@@ -35,21 +35,10 @@ from flows import runtime
 from flows.reporting import FlowProgress, RunSummary, summary_artifacts
 from flows.reporting import logger as _logger
 from flows.reporting import notify as _notify
-from tasks.config import Settings, load_settings
+from tasks.config import Settings, load_settings, resolve_warehouse  # noqa: F401 (re-exported)
 from tasks.errors import NewsmillError
 from tasks.records import Article, DiscoveredURL, PageLogEntry, Removal, RunRecord
 from tasks.urls import domain_of
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
-    """``--warehouse``, else ``NEWSMILL_WAREHOUSE``, else ``data/`` in the project root."""
-    if warehouse:
-        return Path(warehouse).expanduser().resolve()
-    env = os.environ.get("NEWSMILL_WAREHOUSE")
-    if env:
-        return Path(env).expanduser().resolve()
-    return PROJECT_ROOT / "data"
 
 
 def _current_run_id() -> str:
@@ -254,7 +243,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
     summary = RunSummary(run_id=run_id, started_at=datetime.now(timezone.utc))
     if not settings.sources:
         raise NewsmillError(f"no sources configured in {settings.config_path}")
-    if settings.runner.task_runner == "threads":
+    if settings.runner.task_runner == "threads" and (refetch or not wh.has_pages()):
         runtime.start_forkserver(settings.extract.workers)  # imports in parallel with discovery
     try:
         with wh.writer(run_id) as writer:

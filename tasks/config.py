@@ -21,6 +21,16 @@ from tasks.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "config"
+
+
+def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
+    """``--warehouse``, else ``NEWSMILL_WAREHOUSE``, else ``data/`` in the project root."""
+    if warehouse:
+        return Path(warehouse).expanduser().resolve()
+    env = os.environ.get("NEWSMILL_WAREHOUSE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return PROJECT_ROOT / "data"
 DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
 DEFAULT_SOURCES_FILE = CONFIG_DIR / "sources.toml"
 DEMO_DIR = CONFIG_DIR / "demo"

@@ -84,11 +84,13 @@ def test_empty_warehouse_has_typed_views(tmp_path):
 
 def test_write_read_and_idempotent_reruns(tmp_path):
     wh = Warehouse(tmp_path)
+    assert not wh.has_pages()
     with wh.writer("r1") as w:
         s1 = w.commit_batch("b1", [page(1), page(2)], [art(1), art(2)],
                             [Removal("https://example.com/news/1", "ad", "ad.label", "Advertisement")],
                             [("example.com", "blk1", article_id("https://example.com/news/1"), "h-body-1")])
         assert (s1.new_versions, s1.duplicate_versions, s1.pages, s1.removals, s1.blocks) == (2, 0, 2, 1, 1)
+        assert wh.has_pages()
         s2 = w.commit_batch("b1-again", [], [art(1), art(2)],
                             [Removal("https://example.com/news/1", "ad", "ad.label", "Advertisement")],
                             [("example.com", "blk1", article_id("https://example.com/news/1"), "h-body-1")])

@@ -426,6 +426,11 @@ class Warehouse:
 
         return connect(self.root)
 
+    def has_pages(self) -> bool:
+        """Whether any ``pages`` file is stored (cheap: no query)."""
+        gen = current_generation(self.root, "pages")
+        return gen is not None and next(gen.rglob("*.parquet"), None) is not None
+
     def done_batches(self, run_id: str) -> set[str]:
         with contextlib.closing(self.connect()) as con:
             rows = con.execute(
