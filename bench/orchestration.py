@@ -187,7 +187,7 @@ feeds = ["{base_url}/feed.xml"]
 
 def overhead(counts: dict) -> dict:
     t = counts.get("timings_s", {})
-    work = sum(t.get(k, 0.0) for k in ("discover", "plan", "fetch", "clean_extract", "write"))
+    work = sum(t.get(k, 0.0) for k in ("discover", "plan", "fetch", "clean_extract", "write", "consolidate"))
     wall = counts["wall_s"]
     return {"wall_s": wall, "work_s": round(work, 3), "overhead_s": round(wall - work, 3),
             "timings_s": t, "pages": counts.get("pages_fetched"), "articles": counts.get("articles_written")}

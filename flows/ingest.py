@@ -309,6 +309,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                         fut = process_batch.submit(b, settings, run_id, str(root), history)
                         in_flight[fut] = b
 
+            t_batches = time.perf_counter()
             submit_more()
             while in_flight:
                 fut = next(as_completed(list(in_flight)))
@@ -329,10 +330,11 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 summary.deferred_hosts.update(out.deferred_hosts)
                 progress.advance(len(batch.urls))
 
+            summary.timings["batch_phase"] += time.perf_counter() - t_batches  # wall: fetch ‖ extract ‖ write
             progress.update(progress.done, force=True)  # the artifact is throttled: show the final state
             t = time.perf_counter()
             writer.consolidate()  # one file per table partition for tonight, not one per batch
-            summary.timings["write"] += time.perf_counter() - t
+            summary.timings["consolidate"] += time.perf_counter() - t
             summary.finished_at = datetime.now(timezone.utc)
             counts = summary.counts()
             writer.write_run(RunRecord(run_id=run_id, flow="ingest", started_at=summary.started_at,
