@@ -504,3 +504,34 @@ def test_consolidate_leaves_one_file_per_partition_and_keeps_resume_state(tmp_pa
     assert wh.done_batches("r1") == {"b0", "b1", "b2", "b3"}
     assert before  # something was written before consolidating
     all_views_query(tmp_path)
+
+
+def test_merge_files_streams_row_groups_and_conforms_schemas(tmp_path, monkeypatch):
+    """Consolidation streams: rows of several files (one missing a column, one with an extra column)
+    come out in file order in one file of several row groups, never as one table in memory."""
+    import warehouse.compact as wc
+    from warehouse.schema import to_table
+
+    (tmp_path / "in").mkdir()
+    files = []
+    for k in range(3):
+        tbl = to_table("blocks", [dict(domain="example.com", block_hash=f"h{k}-{i:05d}", article_id=f"a{i}",
+                                       content_hash="c", run_id="r", processed_at=T0) for i in range(5000)])
+        if k == 0:
+            tbl = tbl.drop_columns(["run_id"])  # an older file
+        if k == 2:
+            tbl = tbl.append_column("later_column", pa.array(["x"] * tbl.num_rows))  # a newer one
+        files.append(tmp_path / "in" / f"f{k}.parquet")
+        pq.write_table(tbl, files[-1])
+    monkeypatch.setattr(wc, "MERGE_BATCH_ROWS", 1000)
+    monkeypatch.setattr(wc, "MERGE_BUFFER_BYTES", 16 * 1024)  # every batch read is written out
+    dest = tmp_path / "out" / "merged.parquet"
+    assert wc.merge_files(tmp_path, "blocks", files, dest) == 15000
+    pf = pq.ParquetFile(dest)
+    assert pf.metadata.num_rows == 15000 and pf.metadata.num_row_groups == 15
+    out = pf.read()
+    assert out.column("block_hash").to_pylist()[::5000] == ["h0-00000", "h1-00000", "h2-00000"]
+    assert out.column("run_id").null_count == 5000 and out.column("later_column").null_count == 10000
+    assert out.schema.names[:len(SCHEMAS["blocks"].names)] == SCHEMAS["blocks"].names
+    assert pf.schema_arrow.metadata[b"newsmill.table"] == b"blocks"
+    assert not list((tmp_path / "_staging").glob("*"))  # staged, then renamed into place

@@ -43,9 +43,12 @@ from warehouse.store import (
     gc_generations,
     generations,
     new_generation_dir,
+    staged_file,
     staging_dir,
+    stats_columns,
     swap_generation,
     utcnow,
+    with_file_metadata,
     write_file_atomic,
 )
 
@@ -93,6 +96,42 @@ def _conform(table: str, tbl: pa.Table) -> pa.Table:
 
 def _read(path: Path) -> pa.Table:
     return pq.read_table(path, partitioning=None)
+
+
+def _align(tbl: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``tbl`` with exactly ``schema``'s columns, in order (cast; absent ones NULL)."""
+    cols = [tbl.column(f.name).cast(f.type) if f.name in tbl.column_names else pa.nulls(tbl.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+MERGE_BUFFER_BYTES = 64 * 2**20  # rows buffered per row group while merging (memory stays flat)
+MERGE_BATCH_ROWS = 8192  # rows read at a time
+
+
+def merge_files(root: Path, table: str, files: list[Path], dest: Path) -> int:
+    """Stream the rows of ``files`` (conformed to the current schema, in file order) into one Parquet
+    file at ``dest``, atomically; returns the row count. Reads record batches and writes row groups of
+    about ``MERGE_BUFFER_BYTES``, so merging a night's partition does not hold it in memory."""
+    schemas = [_conform(table, pq.read_schema(f).empty_table()).schema for f in files]
+    schema = with_file_metadata(table, pa.unify_schemas(schemas, promote_options="permissive"))
+    rows = 0
+    with staged_file(root, dest) as fh:
+        with pq.ParquetWriter(fh, schema, compression="zstd",
+                              write_statistics=stats_columns(table, schema.empty_table())) as writer:
+            buf: list[pa.Table] = []
+            size = 0
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=MERGE_BATCH_ROWS):
+                    buf.append(_align(_conform(table, pa.Table.from_batches([batch])), schema))
+                    size += batch.nbytes
+                    rows += batch.num_rows
+                    if size >= MERGE_BUFFER_BYTES:
+                        writer.write_table(pa.concat_tables(buf))
+                        buf, size = [], 0
+            if buf:
+                writer.write_table(pa.concat_tables(buf))
+    return rows
 
 
 def _finish_generation(root: Path, table: str, new_gen: Path) -> None:
@@ -154,12 +193,9 @@ def compact_locked(
                         info["rows"] += pq.ParquetFile(f).metadata.num_rows
                 after += len(files)
                 continue
-            tbls = [_conform(t, _read(f)) for f in files]
-            merged = pa.concat_tables(tbls, promote_options="permissive")
             name = f"part-compacted-{uuid.uuid4().hex[:12]}.parquet"
-            write_file_atomic(root, t, merged, new_gen / part / name)
+            info["rows"] += merge_files(root, t, files, new_gen / part / name)
             info["merged_partitions"] += 1
-            info["rows"] += merged.num_rows
             after += 1
         _finish_generation(root, t, new_gen)
         info["files_after"] = after

@@ -195,22 +195,39 @@ def stats_columns(table: str, tbl: pa.Table) -> list[str]:
     return [c for c in tbl.column_names if c not in _NO_STATS]
 
 
-def write_file_atomic(root: Path, table: str, tbl: pa.Table, dest: Path) -> Path:
-    """Write ``tbl`` to staging, fsync, rename to ``dest`` (inside the warehouse), fsync its dir."""
+@contextlib.contextmanager
+def staged_file(root: Path, dest: Path) -> Iterator[Any]:
+    """A binary file handle in staging that becomes ``dest`` (inside the warehouse) when the block ends:
+    fsync, rename, fsync of the directory. On an error the staging file is removed and ``dest`` is
+    untouched."""
     _inside(root, dest)
     st = staging_dir(root)
     st.mkdir(parents=True, exist_ok=True)
     tmp = st / f"{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
-    meta = dict(tbl.schema.metadata or {})
-    meta.update(file_metadata(table))
-    tbl = tbl.replace_schema_metadata(meta)
-    with open(tmp, "wb") as f:
-        pq.write_table(tbl, f, compression="zstd", write_statistics=stats_columns(table, tbl))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, dest)
     fsync_dir(dest.parent)
+
+
+def with_file_metadata(table: str, schema: pa.Schema) -> pa.Schema:
+    meta = dict(schema.metadata or {})
+    meta.update(file_metadata(table))
+    return schema.with_metadata(meta)
+
+
+def write_file_atomic(root: Path, table: str, tbl: pa.Table, dest: Path) -> Path:
+    """Write ``tbl`` to staging, fsync, rename to ``dest`` (inside the warehouse), fsync its dir."""
+    tbl = tbl.replace_schema_metadata(with_file_metadata(table, tbl.schema).metadata)
+    with staged_file(root, dest) as f:
+        pq.write_table(tbl, f, compression="zstd", write_statistics=stats_columns(table, tbl))
     return dest
 
 
