@@ -321,6 +321,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
                 t = time.perf_counter()
                 stats = writer.commit_batch(out.batch_id, out.pages, out.articles, out.removals, out.blocks)
                 summary.timings["write"] += time.perf_counter() - t
+                runtime.release_memory()  # the batch's bodies and rows are gone: keep RSS flat
                 summary.timings["fetch"] += out.fetch_s
                 summary.timings["clean_extract"] += out.extract_s
                 summary.add_pages(out.source, out.pages)

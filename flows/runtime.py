@@ -39,6 +39,32 @@ def fetcher(run_id: str, fetch_settings, warehouse_root: str | None):
         return f
 
 
+_libc_trim = None
+
+
+def release_memory() -> None:
+    """Hand memory freed by the last batch back to the OS: Arrow's pool (``release_unused``) and glibc's
+    heap (``malloc_trim``; large bodies freed by many fetch threads otherwise stay in malloc's arenas,
+    and the flow process's RSS grew by ~60 MB per 1,000 pages). A no-op where neither applies."""
+    global _libc_trim
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001
+        pass
+    if _libc_trim is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            _libc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _libc_trim = False
+    if _libc_trim:
+        _libc_trim(0)
+
+
 def rules(run_id: str):
     """The cleaning rules, loaded once per process per run (so a re-run picks up edited rules)."""
     from tasks.clean import load_rules
