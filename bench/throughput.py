@@ -56,8 +56,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime, formatdate, parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 

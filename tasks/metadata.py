@@ -26,7 +26,7 @@ import re
 import unicodedata
 import warnings
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone, timedelta
+from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 

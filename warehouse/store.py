@@ -57,7 +57,6 @@ from warehouse.schema import (
     BOILERPLATE_NONE,
     PARTITION_COLUMN,
     SCHEMA_VERSION,
-    SCHEMAS,
     TABLES,
     file_metadata,
     from_columns,
