@@ -57,6 +57,7 @@ class FetchSettings:
     archive_warc: bool = True  # append every successful response to WARC files in the warehouse
     max_sitemap_depth: int = 3
     max_sitemap_bytes: int = 50_000_000  # cap on decompressed sitemap size (.xml.gz)
+    ca_bundle: str = ""  # PEM file of CA certificates to trust for HTTPS instead of certifi's ("": certifi)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"fetch.{key}: must be >= 0, got {getattr(f, key)!r}")
     if not f.user_agent.strip():
         raise ConfigError("fetch.user_agent: must not be empty")
+    if f.ca_bundle and not Path(f.ca_bundle).expanduser().is_file():
+        raise ConfigError(f"fetch.ca_bundle: no such file: {f.ca_bundle!r}")
     for i, cidr in enumerate(f.allow_networks):
         try:
             ipaddress.ip_network(cidr, strict=False)

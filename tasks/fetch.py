@@ -70,9 +70,11 @@ import dataclasses
 import email.utils
 import ipaddress
 import logging
+import os
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -414,11 +416,29 @@ def _drain(resp: httpx.Response) -> None:
         pass
 
 
+def _ssl_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error (certificate verification, handshake) behind a connection error, if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, ssl.SSLError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _ssl_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """Certificate-verifying TLS context: certifi's CAs, or those of ``ca_bundle`` (a PEM file)."""
+    if ca_bundle:
+        return ssl.create_default_context(cafile=os.path.expanduser(ca_bundle))
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class _PinnedTransport(httpx.HTTPTransport):
-    def __init__(self, guard: AddressGuard, max_connections: int):
+    def __init__(self, guard: AddressGuard, max_connections: int, ca_bundle: str = ""):
         super().__init__(trust_env=False, http1=True, http2=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=_ssl_context(ca_bundle),
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=5.0,
@@ -696,7 +716,7 @@ class Fetcher:
         self.archive = archive if settings.archive_warc else None
         self.guard = AddressGuard(settings.allow_networks, resolver)
         self._custom_transport = transport is not None
-        transport = transport or _PinnedTransport(self.guard, settings.concurrency + 4)
+        transport = transport or _PinnedTransport(self.guard, settings.concurrency + 4, settings.ca_bundle)
         self._client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
                                     headers={"User-Agent": settings.user_agent})
         self._clock, self._sleep, self._now = clock, sleep, now
@@ -1026,6 +1046,9 @@ class Fetcher:
                 att.outcome, att.error = "truncated", f"connection broke mid-body: {exc}"
                 att.body = att.raw = b""
                 return att
+            tls = _ssl_failure(exc)
+            if tls is not None:  # a certificate or handshake refusal does not go away on a retry
+                return _Attempt("network_error", f"TLS: {tls}", transient=False)
             return _Attempt("network_error", f"{type(exc).__name__}: {exc}", transient=True)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             return _Attempt("blocked_url", f"invalid URL: {exc}")

@@ -582,3 +582,97 @@ def test_not_modified_and_small_error_pages_keep_the_connection(fetcher_factory)
         assert site.connections == after_first + 1  # the big body's connection was dropped, not read
     finally:
         site.close()
+
+
+# ---- HTTPS through the pinned transport ------------------------------------------------------------
+
+
+def _tls_site(tmp_path, hostname: str):
+    """An HTTPS server on 127.0.0.2 with a certificate for ``hostname`` issued by a throwaway CA.
+    Returns (server, port, CA PEM path)."""
+    import datetime as dt
+    import http.server
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def cert(subject, issuer, key, sign_key, ca: bool, san=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+             .not_valid_after(now + dt.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return b.sign(sign_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "newsmill test CA")])
+    ca = cert(ca_name, ca_name, ca_key, ca_key, True)
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]), ca_name, key, ca_key, False, hostname)
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
+    (tmp_path / "ca.pem").write_bytes(pem(ca))
+    (tmp_path / "leaf.pem").write_bytes(pem(leaf) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = b"User-agent: *\nAllow: /\n" if self.path == "/robots.txt" else HTML.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain" if self.path == "/robots.txt" else "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.2", 0), H)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "leaf.pem")
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, httpd.server_address[1], tmp_path / "ca.pem"
+
+
+def test_https_pinned_address_verifies_the_hostname_and_ca(tmp_path, fetcher_factory):
+    """HTTPS goes to the pinned (guard-checked) address while TLS verifies the URL's hostname; a CA the
+    fetcher does not trust, or a certificate for another name, is a network_error value, not retried."""
+    httpd, port, ca = _tls_site(tmp_path, "news.example.test")
+    resolver = lambda host, port: ["127.0.0.2"]  # noqa: E731  (news.example.test and other.example.test)
+    try:
+        trusted = fetcher_factory(ca_bundle=str(ca), resolver=resolver)
+        r = trusted.fetch(f"https://news.example.test:{port}/story", kind="article")
+        assert r.ok and r.log.status == 200 and "hello" in r.html
+        # with robots on, an unreachable robots.txt disallows the host for the run (RFC 9309)
+        assert trusted.fetch(f"https://other.example.test:{port}/story", kind="article").log.outcome \
+            == "robots_disallowed"
+        no_robots = fetcher_factory(ca_bundle=str(ca), resolver=resolver, respect_robots=False)
+        wrong_name = no_robots.fetch(f"https://other.example.test:{port}/story", kind="article")
+        assert wrong_name.log.outcome == "network_error" and "certificate" in wrong_name.log.error.lower()
+        assert wrong_name.log.attempts == 1
+        untrusted = fetcher_factory(resolver=resolver, respect_robots=False).fetch(
+            f"https://news.example.test:{port}/story", kind="article")
+        assert untrusted.log.outcome == "network_error" and "certificate" in untrusted.log.error.lower()
+        assert untrusted.log.attempts == 1  # a certificate problem is not transient
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_ca_bundle_must_exist(tmp_path):
+    from tasks.config import load_settings
+    from tasks.errors import ConfigError
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[fetch]\nca_bundle = "/nonexistent/ca.pem"\n[[sources]]\nname = "s"\nurls = ["https://a.example/"]\n')
+    with pytest.raises(ConfigError, match="fetch.ca_bundle"):
+        load_settings(str(cfg))
