@@ -52,14 +52,6 @@ def cmd_ingest(args) -> int:
     settings.select_sources(args.source)  # unknown --source names: ConfigError now
     if not settings.sources:
         raise ConfigError(f"sources: no [[sources]] in {settings.config_path}")
-    if (args.task_runner or settings.runner.task_runner) == "threads" and (
-            args.refetch or not _has_pages(args.warehouse)):
-        from flows import runtime
-
-        # every page will be extracted (a new warehouse, or --refetch): the extraction forkserver
-        # imports its stack on the other core while this process imports Prefect and creates the flow
-        # run. Otherwise the flow starts the workers once its plan shows pages to extract.
-        runtime.start_forkserver(settings.extract.workers)
     from flows.ingest import default_task_runner, ingest, resolve_warehouse
 
     root = resolve_warehouse(args.warehouse)
@@ -76,20 +68,6 @@ def cmd_ingest(args) -> int:
                       limit=args.limit, refetch=args.refetch)
     _print_summary(counts)
     return 0
-
-
-def _has_pages(warehouse: str | None) -> bool:
-    """Whether the warehouse stores pages (checked before Prefect is imported)."""
-    from tasks.config import resolve_warehouse
-    from warehouse.store import Warehouse
-
-    root = resolve_warehouse(warehouse)
-    if not root.is_dir():
-        return False
-    try:
-        return Warehouse(root).has_pages()
-    except (OSError, NewsmillError):  # reported by the writability check that follows
-        return False
 
 
 def _check_writable(root: Path) -> None:
