@@ -136,6 +136,11 @@ def current_generation(root: Path, table: str) -> Path | None:
     return Path(os.path.realpath(link))
 
 
+def has_files(root: Path, table: str) -> bool:
+    """Whether the current generation of ``table`` holds at least one Parquet file (no query)."""
+    gen = current_generation(root, table)
+    return gen is not None and next(gen.rglob("*.parquet"), None) is not None
+
 def swap_generation(root: Path, table: str, new_gen: Path) -> Path | None:
     """Atomically point ``<root>/<table>`` at ``new_gen``; returns the previous generation dir and
     marks it superseded (for the delayed garbage collection)."""
@@ -444,8 +449,7 @@ class Warehouse:
 
     def has_pages(self) -> bool:
         """Whether any ``pages`` file is stored (cheap: no query)."""
-        gen = current_generation(self.root, "pages")
-        return gen is not None and next(gen.rglob("*.parquet"), None) is not None
+        return has_files(self.root, "pages")
 
     def done_batches(self, run_id: str) -> set[str]:
         with contextlib.closing(self.connect()) as con:
@@ -567,8 +571,7 @@ class WarehouseWriter:
         new = sorted(d for d in domains if d and d not in self._key_domains)
         if not new:
             return
-        gen = current_generation(self.root, "article_versions")
-        if gen is None or next(gen.rglob("*.parquet"), None) is None:  # nothing stored yet
+        if not has_files(self.root, "article_versions"):  # nothing stored yet: no query needed
             self._key_domains.update(new)
             return
         with contextlib.closing(connect(self.root, tables=("article_versions",))) as con:
