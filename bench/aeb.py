@@ -127,9 +127,9 @@ def load_pages(data_dir: Path, limit: int | None = None) -> list[tuple[str, str,
 
 
 def newsmill_runner():
-    from tasks.clean import load_rules
-    from tasks.config import ExtractSettings
-    from tasks.extract import extract_page
+    from newsmill.tasks.clean import load_rules
+    from newsmill.tasks.config import ExtractSettings
+    from newsmill.tasks.extract import extract_page
 
     rules = load_rules()
     settings = ExtractSettings()

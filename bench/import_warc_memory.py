@@ -103,7 +103,7 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen | None, dict]:
     env = dict(os.environ)
     if env.get("PREFECT_API_URL"):
         return None, env
-    from flows.cli_more import server_env, start_server
+    from newsmill.flows.cli_more import server_env, start_server
 
     port = _free_port()
     env = server_env("127.0.0.1", port, home=home)
@@ -204,7 +204,7 @@ def _last_run_counts(wh: Path) -> dict:
     sys.path.insert(0, str(REPO))
     import contextlib
 
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     with contextlib.closing(connect(wh)) as con:
         row = con.execute("select counts from runs where flow = 'import_warc' order by finished_at desc limit 1"

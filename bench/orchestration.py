@@ -195,7 +195,7 @@ def overhead(counts: dict) -> dict:
 
 def _start_server(home: Path):
     sys.path.insert(0, str(REPO))
-    from flows.cli_more import start_server
+    from newsmill.flows.cli_more import start_server
     import socket
 
     with socket.socket() as s:
@@ -208,8 +208,8 @@ def _start_server(home: Path):
 
 
 def run_once(cfg: Path, warehouse: Path) -> dict:
-    from flows.ingest import default_task_runner, ingest
-    from tasks.config import load_settings
+    from newsmill.flows.ingest import default_task_runner, ingest
+    from newsmill.tasks.config import load_settings
 
     settings = load_settings(cfg)
     flow = ingest.with_options(task_runner=default_task_runner(settings))
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
         try:
             sys.path.insert(0, str(REPO))
             if args.demo:
-                from flows.demo import demo_config_file, serve_site
+                from newsmill.flows.demo import demo_config_file, serve_site
 
                 with serve_site() as base_url:
                     cfg = demo_config_file(base_url, str(tmp))
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
                     res = run_once(cfg, tmp / "wh")
                 res["case"] = f"{args.n} generated pages, batch_size {args.batch_size}"
         finally:
-            from flows.cli_more import stop_server
+            from newsmill.flows.cli_more import stop_server
 
             stop_server(server)
     if args.json:

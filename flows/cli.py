@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from tasks.errors import NewsmillError
+from newsmill.tasks.errors import NewsmillError
 
 
 def _die(msg: str, code: int = 2) -> int:
@@ -45,14 +45,14 @@ def article_to_json(article) -> dict:
 
 
 def cmd_ingest(args) -> int:
-    from tasks.config import load_settings
-    from tasks.errors import ConfigError
+    from newsmill.tasks.config import load_settings
+    from newsmill.tasks.errors import ConfigError
 
     settings = load_settings(args.config)  # fail fast, one line, before Prefect starts
     settings.select_sources(args.source)  # unknown --source names: ConfigError now
     if not settings.sources:
         raise ConfigError(f"sources: no [[sources]] in {settings.config_path}")
-    from flows.ingest import default_task_runner, ingest, resolve_warehouse
+    from newsmill.flows.ingest import default_task_runner, ingest, resolve_warehouse
 
     root = resolve_warehouse(args.warehouse)
     _check_writable(root)
@@ -71,7 +71,7 @@ def cmd_ingest(args) -> int:
 
 
 def _check_writable(root: Path) -> None:
-    from tasks.errors import WarehouseError
+    from newsmill.tasks.errors import WarehouseError
 
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -80,14 +80,14 @@ def _check_writable(root: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise WarehouseError(f"warehouse {root} is not writable: {exc.strerror or exc}") from None
-    from warehouse.store import Warehouse
+    from newsmill.warehouse.store import Warehouse
 
     Warehouse(root).ensure_unlocked()
 
 
 def _progress_bar(enabled: bool):
     """The terminal progress bar of an ingest (``flows.reporting.ProgressBar``)."""
-    from flows.reporting import ProgressBar
+    from newsmill.flows.reporting import ProgressBar
 
     return ProgressBar(enabled, "fetch + extract")
 
@@ -118,7 +118,7 @@ def _print_summary(counts: dict) -> None:
 
 
 def cmd_extract(args) -> int:
-    from flows.extract_files import extract_paths
+    from newsmill.flows.extract_files import extract_paths
 
     n = 0
     for article in extract_paths(args.paths, url=args.url, warn=lambda m: print(m, file=sys.stderr)):
@@ -128,8 +128,8 @@ def cmd_extract(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from flows.ingest import resolve_warehouse
-    from warehouse.query import run_query
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.warehouse.query import run_query
 
     root = resolve_warehouse(args.warehouse)
     out = run_query(root, args.query, fmt=args.format)
@@ -138,7 +138,7 @@ def cmd_sql(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from flows.demo import run_demo
+    from newsmill.flows.demo import run_demo
 
     return run_demo(args.warehouse, quiet=args.quiet)
 
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_demo)
 
-    from flows import cli_more
+    from newsmill.flows import cli_more
 
     cli_more.add_commands(sub, wh_help)
     return p

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.errors import NewsmillError
+from newsmill.tasks.errors import NewsmillError
 
 
 def add_commands(sub, wh_help: str) -> None:
@@ -73,7 +73,7 @@ def add_commands(sub, wh_help: str) -> None:
 
 
 def cmd_serve(args) -> int:
-    from flows.serve import serve_deployments
+    from newsmill.flows.serve import serve_deployments
 
     _require_api()
     serve_deployments(args.config, args.warehouse, args.cron, args.timezone, limit=args.limit)
@@ -171,7 +171,7 @@ def stop_server(proc) -> None:
 
 
 def cmd_ui(args) -> int:
-    from flows.serve import build_deployments
+    from newsmill.flows.serve import build_deployments
 
     build_deployments(args.config, args.warehouse, args.cron, args.timezone)  # fail fast on a bad config
     if not _is_loopback(args.host) and not os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
@@ -185,7 +185,7 @@ def cmd_ui(args) -> int:
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from flows.serve import serve_deployments
+        from newsmill.flows.serve import serve_deployments
 
         with temporary_settings({PREFECT_API_URL: api_url}):
             serve_deployments(args.config, args.warehouse, args.cron, args.timezone, limit=args.limit)
@@ -197,8 +197,8 @@ def cmd_ui(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from flows.ingest import resolve_warehouse
-    from warehouse.compact import compact
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.warehouse.compact import compact
 
     root = resolve_warehouse(args.warehouse)
     result = compact(root, table=args.table)
@@ -207,8 +207,8 @@ def cmd_compact(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    from flows.ingest import resolve_warehouse
-    from warehouse.compact import delete_url
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.warehouse.compact import delete_url
 
     root = resolve_warehouse(args.warehouse)
     result = delete_url(root, args.url)
@@ -239,7 +239,7 @@ def _add_reprocess_commands(sub, wh_help: str) -> None:
     s.add_argument("--rules-dir", metavar="DIR", help="boilerplate rules directory (default: config/rules)")
     s.add_argument("--sites-dir", metavar="DIR", help="per-site rules directory (default: config/sites)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=_lazy("flows.reprocess", "cmd_reprocess"))
+    s.set_defaults(func=_lazy("newsmill.flows.reprocess", "cmd_reprocess"))
 
     s = sub.add_parser("import-warc", help="import .warc/.warc.gz files (e.g. CC-NEWS) into the warehouse")
     s.add_argument("files", nargs="+", metavar="FILE")
@@ -252,12 +252,12 @@ def _add_reprocess_commands(sub, wh_help: str) -> None:
                    help="source name for the imported pages (default: warc-import)")
     s.add_argument("--config", help="TOML config for [extract]/[runner] settings (default: the defaults)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=_lazy("flows.reprocess", "cmd_import_warc"))
+    s.set_defaults(func=_lazy("newsmill.flows.reprocess", "cmd_import_warc"))
 
 
 def cmd_publish(args) -> int:
-    from flows.ingest import resolve_warehouse
-    from warehouse.publish import publish
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.warehouse.publish import publish
 
     root = resolve_warehouse(args.warehouse)
     try:
@@ -269,8 +269,8 @@ def cmd_publish(args) -> int:
 
 
 def cmd_reset_fetch_state(args) -> int:
-    from flows.ingest import resolve_warehouse
-    from warehouse.store import Warehouse
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.warehouse.store import Warehouse
 
     root = resolve_warehouse(args.warehouse)
     run_id = Warehouse(root).reset_fetch_state(reason=args.reason)

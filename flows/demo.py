@@ -17,7 +17,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tasks.config import DEMO_DIR
+from newsmill.tasks.config import DEMO_DIR
 
 SITE_DIR = DEMO_DIR / "site"
 DEMO_CONFIG = DEMO_DIR / "demo.toml"
@@ -113,10 +113,10 @@ SAMPLE_SQL = ("select title, copyright_holder, copyright_year, language, len(tex
 
 
 def run_demo(warehouse: str | None, quiet: bool = False) -> int:
-    from flows.ingest import default_task_runner, ingest, resolve_warehouse
-    from flows.cli import _check_writable, _print_summary, _progress_bar, announce_prefect
-    from tasks.config import load_settings
-    from warehouse.query import run_query
+    from newsmill.flows.ingest import default_task_runner, ingest, resolve_warehouse
+    from newsmill.flows.cli import _check_writable, _print_summary, _progress_bar, announce_prefect
+    from newsmill.tasks.config import load_settings
+    from newsmill.warehouse.query import run_query
 
     root = resolve_warehouse(warehouse)
     _check_writable(root)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from tasks.errors import NewsmillError
+from newsmill.tasks.errors import NewsmillError
 
 
 def _is_warc(path: Path) -> bool:
@@ -20,11 +20,11 @@ def _is_warc(path: Path) -> bool:
 def extract_paths(paths: Iterable[str], *, url: str | None = None,
                   warn: Callable[[str], None] = lambda m: None) -> Iterator:
     """Yield an ``Article`` for every article found in ``paths``; reasons for pages without one go to ``warn``."""
-    from tasks.archive import Skipped, iter_warc_records
-    from tasks.fetch import decode_body
-    from tasks.clean import load_rules
-    from tasks.config import ExtractSettings, load_settings
-    from tasks.extract import extract_page
+    from newsmill.tasks.archive import Skipped, iter_warc_records
+    from newsmill.tasks.fetch import decode_body
+    from newsmill.tasks.clean import load_rules
+    from newsmill.tasks.config import ExtractSettings, load_settings
+    from newsmill.tasks.extract import extract_page
 
     rules = load_rules()
     try:

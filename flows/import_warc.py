@@ -57,16 +57,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import runtime
-from flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
-from flows.reporting import FlowProgress, RunSummary, summary_artifacts
-from flows.reporting import logger as _logger
-from flows.reporting import notify as _notify
-from flows.reprocess import extract_pages, load_run_settings, parse_date_bound
-from tasks.config import Settings
-from tasks.errors import NewsmillError
-from tasks.records import Article, PageLogEntry, Removal, RunRecord
-from tasks.urls import domain_of
+from newsmill.flows import runtime
+from newsmill.flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
+from newsmill.flows.reporting import FlowProgress, RunSummary, summary_artifacts
+from newsmill.flows.reporting import logger as _logger
+from newsmill.flows.reporting import notify as _notify
+from newsmill.flows.reprocess import extract_pages, load_run_settings, parse_date_bound
+from newsmill.tasks.config import Settings
+from newsmill.tasks.errors import NewsmillError
+from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
+from newsmill.tasks.urls import domain_of
 
 __all__ = ["import_warc", "run_import", "WarcScanner", "WarcEntry", "file_identity"]
 
@@ -134,7 +134,7 @@ class WarcScanner:
     def __iter__(self) -> Iterator[WarcEntry]:
         from warcio.archiveiterator import ArchiveIterator
 
-        from tasks import archive
+        from newsmill.tasks import archive
 
         cap = self.max_bytes or archive.DEFAULT_MAX_RECORD_BYTES
         with open(self.path, "rb") as fh:
@@ -263,7 +263,7 @@ _archives: dict[tuple[str, str], object] = {}
 
 def _archive(run_id: str, warehouse_root: str):
     """The run's raw archive writer in this process (WarcArchive is thread-safe)."""
-    from tasks.archive import WarcArchive
+    from newsmill.tasks.archive import WarcArchive
 
     key = (run_id, warehouse_root)
     with _arch_lock:
@@ -303,7 +303,7 @@ def _header(headers, name: str) -> str | None:
 def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_root: str,
                      history: dict[str, frozenset[str]], source: str) -> ImportOutput:
     """Archive, clean and extract one batch of records. Plain function (the task wraps it)."""
-    from tasks.archive import decode_record
+    from newsmill.tasks.archive import decode_record
 
     now = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -341,7 +341,7 @@ def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, wareho
         ok_idx.append(len(base) - 1)
         pages_in.append((rec.url, html))
     t1 = time.perf_counter()
-    from flows.reprocess import run_rules
+    from newsmill.flows.reprocess import run_rules
 
     extracted = extract_pages(pages_in, rules=run_rules(run_id, None, None), settings=settings, run_id=run_id,
                               history=history)
@@ -378,7 +378,7 @@ def _done_batches_of_file(root: Path, file_id: str) -> set[str]:
     """Ids of this file's batches already stored, by any run."""
     import contextlib
 
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     with contextlib.closing(connect(root, tables=("pages",))) as con:
         rows = con.execute("SELECT DISTINCT batch_id FROM pages WHERE starts_with(batch_id, ?)",
@@ -391,7 +391,7 @@ def _known_recurring(wh, min_pages: int) -> dict[str, frozenset[str]]:
     streamed file are not known in advance; only recurring hashes are held, not all blocks)."""
     import contextlib
 
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     with contextlib.closing(connect(wh.root, tables=("blocks",))) as con:
         domains = [r[0] for r in con.execute("SELECT DISTINCT domain FROM blocks WHERE domain IS NOT NULL")
@@ -432,7 +432,7 @@ def import_warc(files: list[str], warehouse: str | None = None, domains: list[st
 def run_import(settings: Settings, root: Path, files: list[str], *, domains: list[str] | None = None,
                since: datetime | None = None, until: datetime | None = None, source: str = "warc-import",
                parameters: dict | None = None, run_id: str | None = None) -> dict:
-    from warehouse.store import Warehouse
+    from newsmill.warehouse.store import Warehouse
 
     log = _logger()
     run_id = run_id or _current_run_id()

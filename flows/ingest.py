@@ -30,14 +30,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import runtime
-from flows.reporting import FlowProgress, RunSummary, summary_artifacts
-from flows.reporting import logger as _logger
-from flows.reporting import notify as _notify
-from tasks.config import Settings, load_settings, resolve_warehouse  # noqa: F401 (re-exported)
-from tasks.errors import NewsmillError
-from tasks.records import Article, DiscoveredURL, PageLogEntry, Removal, RunRecord
-from tasks.urls import domain_of
+from newsmill.flows import runtime
+from newsmill.flows.reporting import FlowProgress, RunSummary, summary_artifacts
+from newsmill.flows.reporting import logger as _logger
+from newsmill.flows.reporting import notify as _notify
+from newsmill.tasks.config import Settings, load_settings, resolve_warehouse  # noqa: F401 (re-exported)
+from newsmill.tasks.errors import NewsmillError
+from newsmill.tasks.records import Article, DiscoveredURL, PageLogEntry, Removal, RunRecord
+from newsmill.tasks.urls import domain_of
 
 
 def _current_run_id() -> str:
@@ -114,7 +114,7 @@ def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
 def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str | None,
               history: dict[str, frozenset[str]]) -> BatchOutput:
     """Fetch and extract one batch. Plain function (the ``process_batch`` task wraps it)."""
-    from tasks.fetch import Conditional, FetchRequest
+    from newsmill.tasks.fetch import Conditional, FetchRequest
 
     fetcher = runtime.fetcher(run_id, settings.fetch, warehouse_root)
     conds = {u: Conditional(etag=e, last_modified=lm) for (u, e, lm) in batch.conditionals}
@@ -163,7 +163,7 @@ def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str
 
 @task(name="discover", task_run_name="discover-{source_name}", cache_policy=NO_CACHE)
 def discover_task(source_name: str, settings: Settings, run_id: str, warehouse_root: str | None):
-    from tasks.discover import discover_source
+    from newsmill.tasks.discover import discover_source
 
     fetcher = runtime.fetcher(run_id, settings.fetch, warehouse_root)
     result = discover_source(settings.source(source_name), fetcher, run_id=run_id,
@@ -234,7 +234,7 @@ def ingest(config: str | None = None, warehouse: str | None = None, sources: lis
 
 def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refetch: bool = False,
                parameters: dict | None = None, run_id: str | None = None) -> dict:
-    from warehouse.store import Warehouse
+    from newsmill.warehouse.store import Warehouse
 
     log = _logger()
     run_id = run_id or _current_run_id()

@@ -20,8 +20,8 @@ def compact(warehouse: str | None = None, table: str | None = None) -> dict:
         warehouse: warehouse directory (default: $NEWSMILL_WAREHOUSE or data/).
         table: only this table (default: all tables).
     """
-    from flows.ingest import resolve_warehouse
-    from warehouse.compact import compact as compact_tables
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.warehouse.compact import compact as compact_tables
 
     root = resolve_warehouse(warehouse)
     result = compact_tables(root, table=table)

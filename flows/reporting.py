@@ -13,7 +13,7 @@ from typing import Callable
 
 from prefect import get_run_logger
 
-from tasks.records import PageLogEntry
+from newsmill.tasks.records import PageLogEntry
 
 # Terminal progress listeners (the CLI registers a progress bar here); called as fn(event, **info).
 PROGRESS_LISTENERS: list[Callable[..., None]] = []

@@ -54,15 +54,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import runtime
-from flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
-from flows.reporting import FlowProgress, ProgressBar, RunSummary, summary_artifacts
-from flows.reporting import logger as _logger
-from flows.reporting import notify as _notify
-from tasks.config import Settings, load_settings
-from tasks.errors import ConfigError, NewsmillError
-from tasks.records import Article, Removal, RunRecord
-from tasks.urls import domain_of
+from newsmill.flows import runtime
+from newsmill.flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
+from newsmill.flows.reporting import FlowProgress, ProgressBar, RunSummary, summary_artifacts
+from newsmill.flows.reporting import logger as _logger
+from newsmill.flows.reporting import notify as _notify
+from newsmill.tasks.config import Settings, load_settings
+from newsmill.tasks.errors import ConfigError, NewsmillError
+from newsmill.tasks.records import Article, Removal, RunRecord
+from newsmill.tasks.urls import domain_of
 
 __all__ = ["reprocess", "run_reprocess", "parse_date_bound", "FlowProgress", "load_run_settings"]
 
@@ -104,7 +104,7 @@ def load_run_settings(config: str | None) -> Settings:
     try:
         return load_settings()
     except NewsmillError:
-        from tasks.config import DEFAULTS_FILE, _read_toml, settings_from_dict
+        from newsmill.tasks.config import DEFAULTS_FILE, _read_toml, settings_from_dict
 
         return settings_from_dict(_read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
 
@@ -118,7 +118,7 @@ def run_rules(run_id: str, rules_dir: str | None, sites_dir: str | None):
     (run, rules_dir, sites_dir)."""
     if not rules_dir and not sites_dir:
         return runtime.rules(run_id)
-    from tasks.clean import load_rules
+    from newsmill.tasks.clean import load_rules
 
     key = (run_id, rules_dir, sites_dir)
     with _rules_lock:
@@ -143,7 +143,7 @@ def drop_run_rules(run_id: str) -> None:
 def extract_pages(pages_in: list[tuple[str, str]], *, rules, settings: Settings, run_id: str,
                   history: dict[str, frozenset[str]]) -> list:
     """``tasks.extract.extract_batch`` in the run's process pool (or inline where no pool is allowed)."""
-    from tasks.extract import extract_batch
+    from newsmill.tasks.extract import extract_batch
 
     if not pages_in:
         return []
@@ -197,7 +197,7 @@ def run_reprocess_batch(batch: ReprocessBatch, settings: Settings, run_id: str, 
                         history: dict[str, frozenset[str]], rules_dir: str | None = None,
                         sites_dir: str | None = None) -> ReprocessOutput:
     """Read one batch's archived records and clean/extract them. Plain function (the task wraps it)."""
-    from tasks.archive import decode_record, read_record
+    from newsmill.tasks.archive import decode_record, read_record
 
     log = _logger()
     outcomes: Counter = Counter()
@@ -284,8 +284,8 @@ def run_reprocess(settings: Settings, root: Path, *, since: datetime | None = No
                   source: str | None = None, domain: str | None = None, rules_dir: str | None = None,
                   sites_dir: str | None = None, parameters: dict | None = None,
                   run_id: str | None = None) -> dict:
-    from tasks.extract import extractor_version
-    from warehouse.store import Warehouse
+    from newsmill.tasks.extract import extractor_version
+    from newsmill.warehouse.store import Warehouse
 
     log = _logger()
     run_id = run_id or _current_run_id()
@@ -380,8 +380,8 @@ def _counts(summary: RunSummary, outcomes: Counter, n_pages: int, version: str) 
 
 
 def _cli_setup(args):
-    from flows.cli import _check_writable
-    from flows.ingest import default_task_runner
+    from newsmill.flows.cli import _check_writable
+    from newsmill.flows.ingest import default_task_runner
 
     settings = load_run_settings(args.config)  # fail fast, one line, before Prefect starts
     root = resolve_warehouse(args.warehouse)
@@ -414,7 +414,7 @@ def cmd_reprocess(args) -> int:
 
 
 def cmd_import_warc(args) -> int:
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     settings, root, runner = _cli_setup(args)
     parse_date_bound(args.since, name="--since")

@@ -25,8 +25,8 @@ _rules: dict[str, object] = {}
 
 def fetcher(run_id: str, fetch_settings, warehouse_root: str | None):
     """The run's :class:`tasks.fetch.Fetcher` in this process (created on first use)."""
-    from tasks.archive import WarcArchive
-    from tasks.fetch import Fetcher
+    from newsmill.tasks.archive import WarcArchive
+    from newsmill.tasks.fetch import Fetcher
 
     with _lock:
         f = _fetchers.get(run_id)
@@ -67,7 +67,7 @@ def release_memory() -> None:
 
 def rules(run_id: str):
     """The cleaning rules, loaded once per process per run (so a re-run picks up edited rules)."""
-    from tasks.clean import load_rules
+    from newsmill.tasks.clean import load_rules
 
     with _lock:
         r = _rules.get(run_id)
@@ -80,7 +80,7 @@ def rules(run_id: str):
 def extract_batch(pages, rules, settings, history):
     """:func:`tasks.extract.extract_batch`, imported where it runs: the flow process hands batches to
     the pool without importing the extraction stack (trafilatura & co., ~0.3 s of CPU) itself."""
-    from tasks.extract import extract_batch as extract
+    from newsmill.tasks.extract import extract_batch as extract
 
     return extract(pages, rules=rules, settings=settings, history=history)
 
@@ -92,7 +92,7 @@ def _worker_init() -> None:  # pragma: no cover - runs in the child
 
 
 def _warm() -> None:  # pragma: no cover - runs in the child
-    import tasks.preload  # noqa: F401  (already imported by the forkserver preload: a no-op then)
+    import newsmill.tasks.preload  # noqa: F401  (already imported by the forkserver preload: a no-op then)
 
 
 def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
@@ -113,7 +113,7 @@ def _forkserver_context():
     ctx = multiprocessing.get_context("forkserver")
     # the forkserver imports the extraction stack (trafilatura, lxml, rules) and loads the language
     # model once; each worker forks from it ready to extract
-    ctx.set_forkserver_preload(["tasks.preload"])
+    ctx.set_forkserver_preload(["newsmill.tasks.preload"])
     return ctx
 
 

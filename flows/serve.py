@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import ConfigError
+from newsmill.tasks.errors import ConfigError
 
 log = logging.getLogger("newsmill.serve")
 
@@ -44,14 +44,14 @@ ZOMBIE_AFTER_ENV = "NEWSMILL_ZOMBIE_AFTER_S"
 
 
 def _served_settings():
-    from tasks.config import load_settings
+    from newsmill.tasks.config import load_settings
 
     return load_settings(os.environ.get(SERVE_CONFIG_ENV) or None)
 
 
 def served_flow(settings=None):
     """The ``ingest`` flow with the task runner of ``settings.runner`` (threads cap or Dask)."""
-    from flows.ingest import default_task_runner, ingest
+    from newsmill.flows.ingest import default_task_runner, ingest
 
     settings = settings if settings is not None else _served_settings()
     return ingest.with_options(task_runner=default_task_runner(settings))
@@ -68,7 +68,7 @@ def __getattr__(name: str):
 def _reprocess_flow():
     """``flows.reprocess.reprocess`` if that module exists and imports, else None."""
     try:
-        from flows import reprocess as mod
+        from newsmill.flows import reprocess as mod
     except ImportError:
         return None
     except Exception as exc:  # a broken module must not stop the nightly ingest being served
@@ -111,9 +111,9 @@ def build_deployments(config: str | None = None, warehouse: str | None = None, c
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import EntrypointType
 
-    from flows.ingest import resolve_warehouse
-    from flows.maintenance import compact
-    from tasks.config import load_settings
+    from newsmill.flows.ingest import resolve_warehouse
+    from newsmill.flows.maintenance import compact
+    from newsmill.tasks.config import load_settings
 
     settings = load_settings(config)  # validates the config now, one-line error
     config_abs = str(Path(config).expanduser().resolve()) if config else None
@@ -135,7 +135,7 @@ def build_deployments(config: str | None = None, warehouse: str | None = None, c
         tags=[*TAGS, "ingest", "nightly"],
         **common,
     )
-    nightly.entrypoint = "flows.serve.served_ingest"
+    nightly.entrypoint = "newsmill.flows.serve.served_ingest"
     deployments = [nightly]
 
     reprocess = _reprocess_flow()
@@ -149,7 +149,7 @@ def build_deployments(config: str | None = None, warehouse: str | None = None, c
             **common,
         ))
 
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     deployments.append(import_warc.to_deployment(
         "import-warc",

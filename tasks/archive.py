@@ -31,7 +31,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from tasks.fetch import decode_body, is_html_content_type
+from newsmill.tasks.fetch import decode_body, is_html_content_type
 
 __all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "decode_body"]
 

@@ -49,10 +49,10 @@ except ImportError:  # pragma: no cover
     import sre_constants as _C  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-from tasks.config import RULES_DIR, SITES_DIR
-from tasks.errors import ConfigError
-from tasks.parse import ParsedPage
-from tasks.records import BOILERPLATE_KINDS, Removal
+from newsmill.tasks.config import RULES_DIR, SITES_DIR
+from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.parse import ParsedPage
+from newsmill.tasks.records import BOILERPLATE_KINDS, Removal
 
 __all__ = [
     "Block",
@@ -185,7 +185,7 @@ def _selector(d: dict, default_kind: str | None, where: str, prefix: str = "") -
     xpath = d.get("xpath")
     css = d.get("css")
     if css is not None:
-        from tasks.metadata import css_to_xpath  # the shared small CSS subset
+        from newsmill.tasks.metadata import css_to_xpath  # the shared small CSS subset
 
         try:
             xpath = css_to_xpath(css)
@@ -265,7 +265,7 @@ def rules_from_dicts(generic: dict[str, dict], sites: dict[str, dict] | None = N
         s, p = _rules_of(data, where, prefix=f"site:{domain}:")
         meta = None
         if isinstance(data.get("metadata"), dict):
-            from tasks.metadata import site_rule_from_dict
+            from newsmill.tasks.metadata import site_rule_from_dict
 
             meta = site_rule_from_dict(data["metadata"], domain=domain)
         site_rules.append(SiteRules(domain=domain, selectors=tuple(s), phrases=tuple(p), metadata=meta))
@@ -636,7 +636,7 @@ def clean_tree(page: ParsedPage, rules: RuleSet, recurring: frozenset[str] = fro
 
     ``recurring``: fingerprints (:func:`block_fingerprint`) of blocks learned as boilerplate of this host.
     ``blocks``: :func:`text_blocks` of the untouched tree when the caller already computed them."""
-    from tasks.urls import domain_of
+    from newsmill.tasks.urls import domain_of
 
     root = page.tree
     comp = _compiled(rules, domain_of(page.url) if page.url else None)

@@ -8,6 +8,7 @@ the user file replace the defaults' sources (the defaults have none).
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import ipaddress
 import os
 import tomllib
@@ -17,20 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.errors import ConfigError
+from newsmill.tasks.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "config"
+# The bundled configuration is package data of ``newsmill.config``; wheels install it unpacked, so it is a
+# directory on disk (rules and site files are globbed). Nothing is ever written there.
+CONFIG_DIR = Path(str(importlib.resources.files("newsmill.config")))
 
 
 def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
-    """``--warehouse``, else ``NEWSMILL_WAREHOUSE``, else ``data/`` in the project root."""
+    """``--warehouse``, else ``NEWSMILL_WAREHOUSE``, else ``data/`` under the working directory."""
     if warehouse:
         return Path(warehouse).expanduser().resolve()
     env = os.environ.get("NEWSMILL_WAREHOUSE")
     if env:
         return Path(env).expanduser().resolve()
-    return PROJECT_ROOT / "data"
+    return Path.cwd().resolve() / "data"
+
 DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
 DEFAULT_SOURCES_FILE = CONFIG_DIR / "sources.toml"
 DEMO_DIR = CONFIG_DIR / "demo"

@@ -50,9 +50,9 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from tasks.metadata import Metadata, _as_list, _clean_text, _id_index, _resolve, article_node
-from tasks.parse import ParsedPage
-from tasks.urls import domain_of, normalize_url
+from newsmill.tasks.metadata import Metadata, _as_list, _clean_text, _id_index, _resolve, article_node
+from newsmill.tasks.parse import ParsedPage
+from newsmill.tasks.urls import domain_of, normalize_url
 
 __all__ = [
     "CopyrightInfo",

@@ -48,12 +48,12 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from lxml import etree
 
-from tasks.config import Source
-from tasks.records import DiscoveredURL, PageLogEntry
-from tasks.urls import normalize_url
+from newsmill.tasks.config import Source
+from newsmill.tasks.records import DiscoveredURL, PageLogEntry
+from newsmill.tasks.urls import normalize_url
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tasks.fetch import Fetcher
+    from newsmill.tasks.fetch import Fetcher
 
 __all__ = ["DiscoveryResult", "discover_source", "parse_feed", "parse_sitemap", "DocumentError"]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import trafilatura
 from lxml import etree
 
-from tasks.clean import (
+from newsmill.tasks.clean import (
     Block,
     RuleSet,
     clean_lines,
@@ -41,12 +41,12 @@ from tasks.clean import (
     normalize_text,
     text_blocks,
 )
-from tasks.config import ExtractSettings
-from tasks.errors import ConfigError
-from tasks.language import detect_language
-from tasks.parse import ParsedPage, ParseError, parse_html
-from tasks.records import Article, ExtractResult, Removal
-from tasks.urls import article_id, domain_of
+from newsmill.tasks.config import ExtractSettings
+from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.language import detect_language
+from newsmill.tasks.parse import ParsedPage, ParseError, parse_html
+from newsmill.tasks.records import Article, ExtractResult, Removal
+from newsmill.tasks.urls import article_id, domain_of
 
 __all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page", "extractor_version"]
 
@@ -95,8 +95,8 @@ class _Prepared:
 def _prepare(page: ParsedPage, rules: RuleSet) -> _Prepared:
     """Everything read from the untouched tree: metadata, copyright evidence, then (with code and styling
     stripped) the text blocks and their fingerprints."""
-    from tasks.copyright import tree_evidence
-    from tasks.metadata import extract_metadata
+    from newsmill.tasks.copyright import tree_evidence
+    from newsmill.tasks.metadata import extract_metadata
 
     site = rules.site_rule(domain_of(page.url))
     metadata = extract_metadata(page, site)
@@ -117,7 +117,7 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
                 authors: tuple[str, ...] = ()):
     """Text-level pass. Returns (kept lines, removals, copyright notices captured: CopyrightInfo, the
     last line first, then notices removed by copyright phrase rules)."""
-    from tasks.copyright import match_copyright_line
+    from newsmill.tasks.copyright import match_copyright_line
 
     lines = [ln for ln in (normalize_text(x) for x in text.split("\n")) if ln]
     removals: list[Removal] = []
@@ -169,7 +169,7 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
 
 def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: ExtractSettings,
                       recurring: frozenset[str]) -> ExtractResult:
-    from tasks.copyright import combine
+    from newsmill.tasks.copyright import combine
 
     page, md = prep.page, prep.metadata
     domain = domain_of(url)
@@ -245,7 +245,7 @@ def extract_batch(pages: list[tuple[str, str | bytes]], *, rules: RuleSet, setti
                   history: dict[str, frozenset[str]] | None = None) -> list[ExtractResult]:
     """Extract a batch of ``(url, html)`` pages, learning recurring blocks per host across the batch
     (plus ``history[domain]`` from earlier runs). Results are in input order."""
-    from tasks.recurring import learn_recurring, page_signature
+    from newsmill.tasks.recurring import learn_recurring, page_signature
 
     prepared: list[_Prepared | ExtractResult] = []
     signatures = []

@@ -88,11 +88,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from tasks.config import FetchSettings
-from tasks.records import PAGE_KINDS, FetchResult, PageLogEntry
+from newsmill.tasks.config import FetchSettings
+from newsmill.tasks.records import PAGE_KINDS, FetchResult, PageLogEntry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tasks.archive import WarcArchive
+    from newsmill.tasks.archive import WarcArchive
 
 try:  # pragma: no cover - brotli is a declared dependency
     import brotli

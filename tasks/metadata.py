@@ -32,9 +32,9 @@ from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
-from tasks.errors import ConfigError
-from tasks.parse import ParsedPage
-from tasks.urls import normalize_url
+from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.parse import ParsedPage
+from newsmill.tasks.urls import normalize_url
 
 __all__ = [
     "Metadata",

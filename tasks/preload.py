@@ -5,7 +5,7 @@ Importing it loads py3langid's model (~0.5 s); done once in the forkserver, ever
 those that replace recycled ones — starts with it instead of loading it again on its first page.
 """
 
-import tasks.extract  # noqa: F401  (trafilatura, lxml, the cleaning code)
-from tasks.language import load_model
+import newsmill.tasks.extract  # noqa: F401  (trafilatura, lxml, the cleaning code)
+from newsmill.tasks.language import load_model
 
 load_model()

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from tasks.clean import RECURRING_MAX_SHARE, Block, block_fingerprint, normalize_text, page_text_length
-from tasks.parse import ParsedPage
+from newsmill.tasks.clean import RECURRING_MAX_SHARE, Block, block_fingerprint, normalize_text, page_text_length
+from newsmill.tasks.parse import ParsedPage
 
 __all__ = ["PageSignature", "page_signature", "learn_recurring", "SAME_ARTICLE_OVERLAP"]
 

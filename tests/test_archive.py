@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from tasks.archive import RawRecord, Skipped, WarcArchive, decode_record, iter_warc_records, read_record
+from newsmill.tasks.archive import RawRecord, Skipped, WarcArchive, decode_record, iter_warc_records, read_record
 
 T = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
 HTML = b"<html><body><p>hello</p></body></html>"

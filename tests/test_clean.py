@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from tasks.clean import (
+from newsmill.tasks.clean import (
     RuleSet,
     block_fingerprint,
     clean_lines,
@@ -16,9 +16,9 @@ from tasks.clean import (
     rules_from_dicts,
     text_blocks,
 )
-from tasks.errors import ConfigError
-from tasks.parse import parse_html
-from tasks.records import BOILERPLATE_KINDS
+from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.parse import parse_html
+from newsmill.tasks.records import BOILERPLATE_KINDS
 
 URL = "https://news.example.org/2024/05/town-budget"
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from tasks.config import Settings, load_settings, settings_from_dict
-from tasks.errors import ConfigError
+from newsmill.tasks.config import Settings, load_settings, settings_from_dict
+from newsmill.tasks.errors import ConfigError
 
 
 def test_defaults_and_shipped_sources_load():
@@ -97,7 +97,7 @@ def test_help_everywhere(newsmill_cmd):
 
 
 def test_cli_locked_warehouse_is_one_line_error(tmp_path, newsmill_cmd):
-    from warehouse.store import Warehouse
+    from newsmill.warehouse.store import Warehouse
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[sources]]\nname = "x"\nurls = ["http://127.0.0.1:9/a"]\n')

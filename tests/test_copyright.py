@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tasks.copyright import (
+from newsmill.tasks.copyright import (
     CopyrightInfo,
     find_copyright,
     license_from_text,
@@ -15,9 +15,9 @@ from tasks.copyright import (
     normalize_license_url,
     same_party,
 )
-from tasks.metadata import extract_metadata
-from tasks.parse import parse_html
-from tasks.records import COPYRIGHT_SOURCES
+from newsmill.tasks.metadata import extract_metadata
+from newsmill.tasks.parse import parse_html
+from newsmill.tasks.records import COPYRIGHT_SOURCES
 
 
 @pytest.mark.parametrize("line, holder, year", [
@@ -232,7 +232,7 @@ def test_holder_appositives_ids_and_legal_forms(line, holder):
 # ---- one combination rule: tree evidence collected first, body line added, decided once -------------
 
 def test_find_copyright_is_tree_evidence_plus_body_lines_combined_once():
-    from tasks.copyright import body_line_infos, combine, tree_evidence
+    from newsmill.tasks.copyright import body_line_infos, combine, tree_evidence
 
     ld = {"@type": "NewsArticle", "headline": "H", "license": "https://creativecommons.org/licenses/by/4.0/"}
     p = _page(SITE + '<meta name="copyright" content="WXYZ Public Radio">', FOOTER, jsonld=[ld])
@@ -244,7 +244,7 @@ def test_find_copyright_is_tree_evidence_plus_body_lines_combined_once():
 
 
 def test_combine_body_notices_first_holder_wins_and_licence_order_is_by_source():
-    from tasks.copyright import combine, tree_evidence
+    from newsmill.tasks.copyright import combine, tree_evidence
 
     p = _page(SITE, '<footer><p>© 2026 WXYZ Public Radio. CC BY 4.0</p></footer>')
     ev = tree_evidence(p)

@@ -22,9 +22,9 @@ N_PAGES = 16
 
 def test_ingest_on_a_dask_cluster_lands_data(prefect_api, tmp_path):
     distributed = pytest.importorskip("distributed")
-    from flows.ingest import default_task_runner, ingest
-    from tasks.config import load_settings
-    from warehouse.catalog import connect
+    from newsmill.flows.ingest import default_task_runner, ingest
+    from newsmill.tasks.config import load_settings
+    from newsmill.warehouse.catalog import connect
 
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                                        host="127.0.0.1", dashboard_address=None)

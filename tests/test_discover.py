@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from faultserver import FaultServer, respond
-from tasks.config import FetchSettings, Source
-from tasks.discover import discover_source, parse_sitemap
-from tasks.fetch import Fetcher
+from newsmill.tasks.config import FetchSettings, Source
+from newsmill.tasks.discover import discover_source, parse_sitemap
+from newsmill.tasks.fetch import Fetcher
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
 RSS_T = "application/rss+xml"

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from tasks.clean import load_rules
-from tasks.config import ExtractSettings
-from tasks.extract import EXTRACTOR_VERSION, extract_batch, extract_page
-from tasks.urls import article_id
+from newsmill.tasks.clean import load_rules
+from newsmill.tasks.config import ExtractSettings
+from newsmill.tasks.extract import EXTRACTOR_VERSION, extract_batch, extract_page
+from newsmill.tasks.urls import article_id
 
 SETTINGS = ExtractSettings(recurring_min_pages=3)
 
@@ -154,7 +154,7 @@ def test_recurring_block_learned_across_distinct_articles(rules):
     results = extract_batch(batch_of(items[:2]), rules=rules, settings=SETTINGS)
     assert house_removed(results) == [False, False]
     # history from earlier runs is enough on its own
-    from tasks.clean import block_fingerprint
+    from newsmill.tasks.clean import block_fingerprint
 
     results = extract_batch(batch_of(items[:1]), rules=rules, settings=SETTINGS,
                             history={"gazette.example": frozenset({block_fingerprint(HOUSE_LINE)})})

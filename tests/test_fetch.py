@@ -14,9 +14,9 @@ import pytest
 
 from faultserver import (Canary, FaultServer, drip, gzip_bomb, redirect, respond, sequence, stall,
                          truncated)
-from tasks.archive import WarcArchive, read_record
-from tasks.config import FetchSettings
-from tasks.fetch import AddressGuard, Conditional, FetchRequest, Fetcher, decode_body, parse_robots
+from newsmill.tasks.archive import WarcArchive, read_record
+from newsmill.tasks.config import FetchSettings
+from newsmill.tasks.fetch import AddressGuard, Conditional, FetchRequest, Fetcher, decode_body, parse_robots
 
 UA = "newsmill-test/1.0 (+https://example.org/contact)"
 
@@ -669,8 +669,8 @@ def test_https_pinned_address_verifies_the_hostname_and_ca(tmp_path, fetcher_fac
 
 
 def test_ca_bundle_must_exist(tmp_path):
-    from tasks.config import load_settings
-    from tasks.errors import ConfigError
+    from newsmill.tasks.config import load_settings
+    from newsmill.tasks.errors import ConfigError
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[fetch]\nca_bundle = "/nonexistent/ca.pem"\n[[sources]]\nname = "s"\nurls = ["https://a.example/"]\n')

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.urls import domain_of
+from newsmill.tasks.urls import domain_of
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 SITES_DIR = Path(__file__).resolve().parent.parent / "config" / "sites"
@@ -42,11 +42,11 @@ def _load(name: str) -> tuple[str, dict]:
 @pytest.fixture(scope="module")
 def engine():
     try:
-        from tasks.clean import load_rules
-        from tasks.extract import extract_page
+        from newsmill.tasks.clean import load_rules
+        from newsmill.tasks.extract import extract_page
     except ImportError as exc:  # pragma: no cover - only while the clean/extract stage is being written
         pytest.skip(f"tasks.clean / tasks.extract not importable yet: {exc}")
-    from tasks.config import ExtractSettings
+    from newsmill.tasks.config import ExtractSettings
 
     return extract_page, load_rules(), ExtractSettings()
 
@@ -124,7 +124,7 @@ def test_every_configured_site_has_a_fixture(engine):
 
 def test_site_overrides_matter(engine):
     """For each site, at least one of its fixtures misses its expectations with the generic rules only."""
-    from tasks.clean import load_rules
+    from newsmill.tasks.clean import load_rules
 
     extract_page, _, settings = engine
     generic = load_rules(sites_dir=None)
@@ -143,7 +143,7 @@ def test_site_overrides_matter(engine):
 def test_site_selector_and_phrase_remove_the_pledge_drive(engine):
     """sagebrushbasinradio.org: the pledge box (site selector, kind donation) and the underwriting credit
     (site phrase, kind ad) are removed only with the site file, and the removals name the site rules."""
-    from tasks.clean import load_rules
+    from newsmill.tasks.clean import load_rules
 
     extract_page, rules, settings = engine
     html, exp = _load("public_radio_site_pledge_drive")
@@ -161,7 +161,7 @@ def test_site_selector_and_phrase_remove_the_pledge_drive(engine):
 def test_site_metadata_selectors_read_the_credit_line(engine):
     """larchmerecourier.co.uk (page on news.larchmerecourier.co.uk): author, date and site name come from
     the [metadata] hints; without them there is no author, the masthead's edition date and no site name."""
-    from tasks.clean import load_rules
+    from newsmill.tasks.clean import load_rules
 
     extract_page, rules, settings = engine
     html, exp = _load("uk_weekly_site_credit_line")

@@ -82,7 +82,7 @@ def write_warc(path: Path) -> Path:
 
 
 def q(root: Path, sql: str, params=None):
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     with contextlib.closing(connect(root)) as con:
         return con.execute(sql, params or []).fetchall()
@@ -95,7 +95,7 @@ def warc(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def imported(prefect_api, warc, tmp_path_factory):
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     wh = tmp_path_factory.mktemp("import-wh")
     counts = import_warc(files=[str(warc)], warehouse=str(wh))
@@ -132,7 +132,7 @@ def test_import_articles_and_pages(imported):
 
 
 def test_imported_records_are_copied_into_the_warehouse_archive(imported):
-    from tasks.archive import decode_record, read_record
+    from newsmill.tasks.archive import decode_record, read_record
 
     wh = imported["wh"]
     for url, wf, off in q(wh, "select url, warc_file, warc_offset from pages where outcome = 'ok'"):
@@ -145,7 +145,7 @@ def test_imported_records_are_copied_into_the_warehouse_archive(imported):
 
 
 def test_second_import_adds_no_duplicates(imported, prefect_api):
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     wh = imported["wh"]
     before = {t: q(wh, f"select count(*) from {t}")[0][0] for t in ("article_versions", "pages", "boilerplate_all")}
@@ -163,7 +163,7 @@ def test_second_import_adds_no_duplicates(imported, prefect_api):
 
 
 def test_domain_filter(prefect_api, warc, tmp_path):
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     counts = import_warc(files=[str(warc)], warehouse=str(tmp_path), domains=["beta.example"])
     urls = {r[0] for r in q(tmp_path, "select url from articles")}
@@ -173,7 +173,7 @@ def test_domain_filter(prefect_api, warc, tmp_path):
 
 
 def test_date_filter(prefect_api, warc, tmp_path):
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     counts = import_warc(files=[str(warc)], warehouse=str(tmp_path), since="2024-05-02", until="2024-05-03")
     urls = {r[0] for r in q(tmp_path, "select url from articles")}
@@ -185,7 +185,7 @@ def test_date_filter(prefect_api, warc, tmp_path):
 
 
 def test_torn_file_is_not_fatal(prefect_api, warc, tmp_path):
-    from flows.import_warc import import_warc
+    from newsmill.flows.import_warc import import_warc
 
     data = warc.read_bytes()
     torn = tmp_path / "torn.warc.gz"
@@ -197,7 +197,7 @@ def test_torn_file_is_not_fatal(prefect_api, warc, tmp_path):
 
 
 def test_reprocess_works_on_imported_pages(imported, prefect_api):
-    from flows.reprocess import reprocess
+    from newsmill.flows.reprocess import reprocess
 
     counts = reprocess(warehouse=str(imported["wh"]), source="warc-import")
     assert counts["pages_reprocessed"] == N_HTML

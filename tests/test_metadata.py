@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tasks.errors import ConfigError
-from tasks.metadata import (
+from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.metadata import (
     Metadata,
     SiteRule,
     article_node,
@@ -18,7 +18,7 @@ from tasks.metadata import (
     parse_date,
     site_rule_from_dict,
 )
-from tasks.parse import parse_html
+from newsmill.tasks.parse import parse_html
 
 URL = "https://www.example-news.org/2024/05/story?utm_source=feed"
 

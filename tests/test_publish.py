@@ -13,16 +13,16 @@ import duckdb
 import fsspec
 import pytest
 
-from tasks.errors import WarehouseLocked
-from tasks.records import Removal, RunRecord
-from tasks.urls import article_id
+from newsmill.tasks.errors import WarehouseLocked
+from newsmill.tasks.records import Removal, RunRecord
+from newsmill.tasks.urls import article_id
 from test_warehouse import T0, art, page
-from warehouse import publish as publish_mod
-from warehouse.catalog import VIEW_NAMES, connect
-from warehouse.compact import compact, delete_url
-from warehouse.publish import PublishError, manifest_files, publish, read_manifest
-from warehouse.schema import SCHEMA_VERSION, TABLES
-from warehouse.store import Warehouse
+from newsmill.warehouse import publish as publish_mod
+from newsmill.warehouse.catalog import VIEW_NAMES, connect
+from newsmill.warehouse.compact import compact, delete_url
+from newsmill.warehouse.publish import PublishError, manifest_files, publish, read_manifest
+from newsmill.warehouse.schema import SCHEMA_VERSION, TABLES
+from newsmill.warehouse.store import Warehouse
 
 
 def build(root: Path) -> Warehouse:
@@ -211,7 +211,7 @@ def test_source_removed_during_publish_leaves_the_published_snapshot_untouched(t
 
 
 def test_cli_publish_prints_report(tmp_path, capsys):
-    from flows.cli import main
+    from newsmill.flows.cli import main
 
     root, dest = tmp_path / "wh", tmp_path / "pub"
     build(root)

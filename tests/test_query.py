@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from tasks.errors import NewsmillError, UnsafeQuery
+from newsmill.tasks.errors import NewsmillError, UnsafeQuery
 from tests.test_warehouse import art, page
-from warehouse.query import check_query, run_query
-from warehouse.store import Warehouse
+from newsmill.warehouse.query import check_query, run_query
+from newsmill.warehouse.store import Warehouse
 
 
 @pytest.fixture()

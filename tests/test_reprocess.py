@@ -86,7 +86,7 @@ patterns = ["members lounge: .*"]
 
 
 def q(root: Path, sql: str, params=None):
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     with contextlib.closing(connect(root)) as con:
         return con.execute(sql, params or []).fetchall()
@@ -101,8 +101,8 @@ def port_open(base: str) -> bool:
 
 @pytest.fixture(scope="module")
 def ingested(prefect_api, tmp_path_factory):
-    from flows.demo import serve_site
-    from flows.ingest import ingest
+    from newsmill.flows.demo import serve_site
+    from newsmill.flows.ingest import ingest
 
     tmp = tmp_path_factory.mktemp("reprocess")
     site, wh = tmp / "site", tmp / "warehouse"
@@ -121,17 +121,17 @@ def ingested(prefect_api, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reprocessed(ingested, prefect_api):
     """Reprocess with the changed rules; any attempt to build an HTTP fetcher fails the run."""
-    import tasks.fetch
-    from flows.reprocess import reprocess
+    import newsmill.tasks.fetch
+    from newsmill.flows.reprocess import reprocess
 
     rules = changed_rules(ingested["tmp"])
 
-    class NoNetwork(tasks.fetch.Fetcher):
+    class NoNetwork(newsmill.tasks.fetch.Fetcher):
         def __init__(self, *a, **kw):
             raise AssertionError("reprocess must not create an HTTP fetcher")
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(tasks.fetch, "Fetcher", NoNetwork)
+    mp.setattr(newsmill.tasks.fetch, "Fetcher", NoNetwork)
     try:
         counts = reprocess(warehouse=str(ingested["wh"]), rules_dir=str(rules), config=str(ingested["cfg"]))
     finally:
@@ -140,8 +140,8 @@ def reprocessed(ingested, prefect_api):
 
 
 def test_reprocess_replaces_visible_rows_with_new_rules(reprocessed):
-    from tasks.clean import load_rules
-    from tasks.extract import extractor_version
+    from newsmill.tasks.clean import load_rules
+    from newsmill.tasks.extract import extractor_version
 
     wh, before, counts = reprocessed["wh"], reprocessed["before"], reprocessed["counts"]
     assert counts["pages_reprocessed"] == N_ARTICLES
@@ -194,7 +194,7 @@ def test_reprocess_run_row_and_no_pages_rows(reprocessed):
 
 
 def test_reprocess_again_is_idempotent_and_filters(reprocessed, prefect_api):
-    from flows.reprocess import reprocess
+    from newsmill.flows.reprocess import reprocess
 
     wh, rules = str(reprocessed["wh"]), str(reprocessed["rules"])
     again = reprocess(warehouse=wh, rules_dir=rules, config=str(reprocessed["cfg"]))
@@ -214,8 +214,8 @@ def test_reprocess_again_is_idempotent_and_filters(reprocessed, prefect_api):
 def test_parse_date_bound():
     from datetime import datetime, timezone
 
-    from flows.reprocess import parse_date_bound
-    from tasks.errors import ConfigError
+    from newsmill.flows.reprocess import parse_date_bound
+    from newsmill.tasks.errors import ConfigError
 
     assert parse_date_bound("2024-05-01") == datetime(2024, 5, 1, tzinfo=timezone.utc)
     assert parse_date_bound("2024-05-01", end=True) == datetime(2024, 5, 2, tzinfo=timezone.utc)

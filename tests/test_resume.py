@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.ingest import batch_bounds
+from newsmill.flows.ingest import batch_bounds
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -82,8 +82,8 @@ def _stop(proc, sig=signal.SIGINT):
 
 
 def test_batch_plan_covers_each_url_once_ramps_up_and_is_stable():
-    from flows.ingest import plan_batches
-    from tasks.records import DiscoveredURL
+    from newsmill.flows.ingest import plan_batches
+    from newsmill.tasks.records import DiscoveredURL
 
     for n, size in [(1, 100), (25, 100), (26, 100), (250, 100), (1000, 100), (7, 5), (20, 5), (100, 40)]:
         bounds = batch_bounds(n, size)
@@ -104,7 +104,7 @@ def test_batch_plan_covers_each_url_once_ramps_up_and_is_stable():
 
 
 def test_killed_run_is_reaped_and_retry_resumes_without_refetching(prefect_api, tmp_path):
-    from warehouse.store import Warehouse
+    from newsmill.warehouse.store import Warehouse
 
     wh = tmp_path / "wh"
     log_path = tmp_path / "serve.log"
@@ -162,7 +162,7 @@ def test_killed_run_is_reaped_and_retry_resumes_without_refetching(prefect_api, 
     assert len(stored_before) >= 3
     assert {path(u): counts.get(path(u)) for u in stored_urls} == {path(u): 1 for u in stored_urls}
     # every page landed, all under the one run id (the Prefect flow-run id)
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     con = connect(wh)
     try:

@@ -105,7 +105,7 @@ def test_deployments_registered_with_schedule_concurrency_and_schema(served, pre
     nightly = deps["nightly"]
     assert "ingest" in nightly["tags"] and "newsmill" in nightly["tags"]
     assert nightly["description"]
-    assert nightly["entrypoint"] == "flows.serve.served_ingest"
+    assert nightly["entrypoint"] == "newsmill.flows.serve.served_ingest"
     (sched,) = nightly["schedules"]
     assert sched["schedule"]["cron"] == "0 2 * * *"
     assert sched["schedule"]["timezone"] == "Europe/Berlin"
@@ -162,7 +162,7 @@ def test_custom_run_from_the_ui_completes_and_lands_data(served, prefect_api, tm
     assert run["state"]["type"] == "COMPLETED", served["log"].read_text()[-3000:]
 
     # the data landed in the custom warehouse (the limit was honoured)
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     con = connect(wh)
     n_articles = con.execute("select count(*) from articles").fetchone()[0]
@@ -195,7 +195,7 @@ def test_custom_run_from_the_ui_completes_and_lands_data(served, prefect_api, tm
 
 
 def test_compact_deployment_runs(served, prefect_api):
-    pytest.importorskip("warehouse.compact")
+    pytest.importorskip("newsmill.warehouse.compact")
     dep = served["deployments"]["compact"]
     r = api(prefect_api, "POST", f"/deployments/{dep['id']}/create_flow_run",
             json={"state": {"type": "SCHEDULED"}, "enforce_parameter_schema": True,

@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.errors import WarehouseLocked
-from tasks.records import Article, PageLogEntry, Removal, RunRecord
-from tasks.urls import article_id
-from warehouse.catalog import VIEW_NAMES, connect, views_sql
-from warehouse.compact import compact, delete_url
-from warehouse.schema import SCHEMA_VERSION, SCHEMAS
-from warehouse.store import Warehouse, sanitize
+from newsmill.tasks.errors import WarehouseLocked
+from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
+from newsmill.tasks.urls import article_id
+from newsmill.warehouse.catalog import VIEW_NAMES, connect, views_sql
+from newsmill.warehouse.compact import compact, delete_url
+from newsmill.warehouse.schema import SCHEMA_VERSION, SCHEMAS
+from newsmill.warehouse.store import Warehouse, sanitize
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -263,7 +263,7 @@ CRASH_WRITER = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {repo!r})
     from tests.test_warehouse import art, page
-    from warehouse.store import Warehouse
+    from newsmill.warehouse.store import Warehouse
     wh = Warehouse({root!r})
     with wh.writer("crashy") as w:
         print("locked", flush=True)
@@ -509,8 +509,8 @@ def test_consolidate_leaves_one_file_per_partition_and_keeps_resume_state(tmp_pa
 def test_merge_files_streams_row_groups_and_conforms_schemas(tmp_path, monkeypatch):
     """Consolidation streams: rows of several files (one missing a column, one with an extra column)
     come out in file order in one file of several row groups, never as one table in memory."""
-    import warehouse.compact as wc
-    from warehouse.schema import to_table
+    import newsmill.warehouse.compact as wc
+    from newsmill.warehouse.schema import to_table
 
     (tmp_path / "in").mkdir()
     files = []

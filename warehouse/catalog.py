@@ -27,8 +27,8 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.schema import BOILERPLATE_NONE, SCHEMAS, TABLES, duckdb_type
-from warehouse.store import current_generation, parquet_files, staging_dir
+from newsmill.warehouse.schema import BOILERPLATE_NONE, SCHEMAS, TABLES, duckdb_type
+from newsmill.warehouse.store import current_generation, parquet_files, staging_dir
 
 __all__ = ["connect", "views_sql", "write_views_sql", "VIEW_NAMES"]
 

@@ -32,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.errors import WarehouseError
-from tasks.urls import article_id as make_article_id
-from warehouse.schema import SCHEMAS, TABLES
-from warehouse.store import (
+from newsmill.tasks.errors import WarehouseError
+from newsmill.tasks.urls import article_id as make_article_id
+from newsmill.warehouse.schema import SCHEMAS, TABLES
+from newsmill.warehouse.store import (
     GENERATION_GRACE_S,
     Warehouse,
     current_generation,
@@ -258,7 +258,7 @@ def _isin(tbl: pa.Table, col: str, values: Iterable[str]) -> pa.ChunkedArray:
 def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None) -> dict[str, Any]:
     """Takedown of one article: remove its rows from article_versions, boilerplate, blocks and pages
     (matched by url, final_url, canonical_url and article_id) and its raw WARC records. Returns counts."""
-    from warehouse.catalog import connect
+    from newsmill.warehouse.catalog import connect
 
     wh = Warehouse(root)
     root = wh.root

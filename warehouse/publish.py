@@ -50,9 +50,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from tasks.errors import WarehouseError, WarehouseLocked
-from warehouse.schema import SCHEMA_VERSION, SCHEMAS, TABLES
-from warehouse.store import _Lock, current_generation, parquet_files, utcnow
+from newsmill.tasks.errors import WarehouseError, WarehouseLocked
+from newsmill.warehouse.schema import SCHEMA_VERSION, SCHEMAS, TABLES
+from newsmill.warehouse.store import _Lock, current_generation, parquet_files, utcnow
 
 __all__ = ["publish", "resolve_filesystem", "read_manifest", "manifest_files", "PublishError", "MANIFEST"]
 
@@ -230,7 +230,7 @@ def _publish_lock(root: Path, wait_s: float | None):
 
 def _snapshot(root: Path, tables: list[str], all_tables: list[str], base: str, wait_s: float | None):
     """Under the writer lock: ``({table: (generation name, [files])}, views.sql text)``."""
-    from warehouse.catalog import views_sql
+    from newsmill.warehouse.catalog import views_sql
 
     lock = _Lock(root, "publish-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s)
     lock.acquire()

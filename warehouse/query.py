@@ -23,8 +23,8 @@ from typing import Any
 
 import duckdb
 
-from tasks.errors import NewsmillError, UnsafeQuery, WarehouseError
-from warehouse.catalog import connect
+from newsmill.tasks.errors import NewsmillError, UnsafeQuery, WarehouseError
+from newsmill.warehouse.catalog import connect
 
 __all__ = ["run_query", "check_query", "sandboxed_connect", "FORMATS"]
 

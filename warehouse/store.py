@@ -49,11 +49,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.errors import WarehouseError, WarehouseLocked
-from tasks.records import Article, PageLogEntry, Removal, RunRecord
-from tasks.urls import article_id as make_article_id
-from tasks.urls import domain_of
-from warehouse.schema import (
+from newsmill.tasks.errors import WarehouseError, WarehouseLocked
+from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
+from newsmill.tasks.urls import article_id as make_article_id
+from newsmill.tasks.urls import domain_of
+from newsmill.warehouse.schema import (
     BOILERPLATE_NONE,
     PARTITION_COLUMN,
     SCHEMA_VERSION,
@@ -396,7 +396,7 @@ class Warehouse:
             yield WarehouseWriter(self, str(run_id))
         finally:
             try:
-                from warehouse.catalog import write_views_sql
+                from newsmill.warehouse.catalog import write_views_sql
 
                 write_views_sql(self.root)
             except Exception:  # noqa: BLE001 - views.sql is a convenience; never mask the real error
@@ -412,7 +412,7 @@ class Warehouse:
         ensure_tables(self.root)
         for t in TABLES:
             gc_generations(self.root, t)
-        from warehouse.catalog import write_views_sql
+        from newsmill.warehouse.catalog import write_views_sql
 
         with contextlib.suppress(OSError):
             write_views_sql(self.root)
@@ -443,7 +443,7 @@ class Warehouse:
     # -- reading --------------------------------------------------------------------------------
 
     def connect(self):
-        from warehouse.catalog import connect
+        from newsmill.warehouse.catalog import connect
 
         return connect(self.root)
 
@@ -566,7 +566,7 @@ class WarehouseWriter:
 
     def _load_keys(self, domains: set[str]) -> None:
         """Load the stored version keys of ``domains`` not loaded yet (one query per new domain set)."""
-        from warehouse.catalog import connect
+        from newsmill.warehouse.catalog import connect
 
         new = sorted(d for d in domains if d and d not in self._key_domains)
         if not new:
@@ -612,7 +612,7 @@ class WarehouseWriter:
         """Merge the small per-batch files of the partitions this writer touched into one file per
         partition (same atomic generation swap as ``newsmill compact``; readers see no gap or
         duplicate). Called at the end of a run, so a night leaves one file per table partition."""
-        from warehouse.compact import compact_locked
+        from newsmill.warehouse.compact import compact_locked
 
         touched, self.touched = self.touched, {}
         return compact_locked(self.root, sorted(touched), partitions=touched)

@@ -1,0 +1,1 @@
+"""Bundled configuration, shipped as package data and read through ``importlib.resources``."""
