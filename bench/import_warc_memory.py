@@ -103,7 +103,7 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen | None, dict]:
     env = dict(os.environ)
     if env.get("PREFECT_API_URL"):
         return None, env
-    from newsmill.flows.cli_more import server_env, start_server
+    from newsmill.flows.server import server_env, start_server
 
     port = _free_port()
     env = server_env("127.0.0.1", port, home=home)

@@ -195,7 +195,7 @@ def overhead(counts: dict) -> dict:
 
 def _start_server(home: Path):
     sys.path.insert(0, str(REPO))
-    from newsmill.flows.cli_more import start_server
+    from newsmill.flows.server import start_server
     import socket
 
     with socket.socket() as s:
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
                     res = run_once(cfg, tmp / "wh")
                 res["case"] = f"{args.n} generated pages, batch_size {args.batch_size}"
         finally:
-            from newsmill.flows.cli_more import stop_server
+            from newsmill.flows.server import stop_server
 
             stop_server(server)
     if args.json:

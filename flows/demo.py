@@ -1,4 +1,4 @@
-"""``newsmill demo``: serve the bundled demo site on 127.0.0.1 and ingest it.
+"""The bundled demo site served on 127.0.0.1 (``newsmill demo`` ingests it; tests and benchmarks serve it).
 
 The site lives in ``config/demo/site/``; text files may contain the placeholder ``{base_url}``, replaced
 with ``http://127.0.0.1:PORT`` when served. ``config/demo/demo.toml`` is the demo's newsmill config (same
@@ -106,29 +106,3 @@ def demo_config_file(base_url: str, directory: str) -> Path:
     path = Path(directory) / "demo.toml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-SAMPLE_SQL = ("select title, copyright_holder, copyright_year, language, len(text) as chars "
-              "from articles order by title")
-
-
-def run_demo(warehouse: str | None, quiet: bool = False) -> int:
-    from newsmill.flows.ingest import default_task_runner, ingest, resolve_warehouse
-    from newsmill.flows.cli import _check_writable, _print_summary, _progress_bar, announce_prefect
-    from newsmill.tasks.config import load_settings
-    from newsmill.warehouse.query import run_query
-
-    root = resolve_warehouse(warehouse)
-    _check_writable(root)
-    with serve_site() as base_url, tempfile.TemporaryDirectory(prefix="newsmill-demo-") as tmp:
-        cfg = demo_config_file(base_url, tmp)
-        settings = load_settings(cfg)
-        print(f"demo site serving on {base_url}; warehouse: {root}")
-        flow = ingest.with_options(task_runner=default_task_runner(settings))
-        announce_prefect()
-        with _progress_bar(not quiet):
-            counts = flow(config=str(cfg), warehouse=str(root))
-    _print_summary(counts)
-    print(f"\n$ newsmill sql \"{SAMPLE_SQL}\"")
-    print(run_query(root, SAMPLE_SQL, fmt="table"))
-    return 0

@@ -56,7 +56,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from newsmill.flows import runtime
 from newsmill.flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
-from newsmill.flows.reporting import FlowProgress, ProgressBar, RunSummary, summary_artifacts
+from newsmill.flows.reporting import FlowProgress, RunSummary, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
 from newsmill.tasks.config import Settings, load_settings
@@ -374,70 +374,3 @@ def _counts(summary: RunSummary, outcomes: Counter, n_pages: int, version: str) 
     counts["extractor_version"] = version
     counts["network_requests"] = 0
     return counts
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def _cli_setup(args):
-    from newsmill.flows.cli import _check_writable
-    from newsmill.flows.ingest import default_task_runner
-
-    settings = load_run_settings(args.config)  # fail fast, one line, before Prefect starts
-    root = resolve_warehouse(args.warehouse)
-    _check_writable(root)
-    return settings, root, default_task_runner(settings)
-
-
-def cmd_reprocess(args) -> int:
-    settings, root, runner = _cli_setup(args)
-    parse_date_bound(args.since, name="--since")
-    parse_date_bound(args.until, end=True, name="--until")
-    for opt, d in (("--rules-dir", args.rules_dir), ("--sites-dir", args.sites_dir)):
-        if d and not Path(d).is_dir():
-            raise ConfigError(f"{opt}: not a directory: {d}")
-    flow_ = reprocess.with_options(task_runner=runner)
-    with ProgressBar(not args.quiet, "reprocess"):
-        counts = flow_(warehouse=str(root), since=args.since, until=args.until, source=args.source,
-                       domain=args.domain, config=args.config,
-                       rules_dir=str(Path(args.rules_dir).resolve()) if args.rules_dir else None,
-                       sites_dir=str(Path(args.sites_dir).resolve()) if args.sites_dir else None)
-    print(f"reprocess finished in {counts['wall_s']} s: {counts['pages_reprocessed']} archived pages, "
-          f"{counts['articles_written']} new article versions, {counts['articles_unchanged']} unchanged "
-          f"({counts['pages_per_s']} pages/s, extractor {counts['extractor_version']}, no network)")
-    bad = {k: v for k, v in counts["outcomes"].items() if k != "ok"}
-    if bad:
-        print("  not re-extracted: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items())))
-    if counts.get("boilerplate"):
-        print("  boilerplate removed: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["boilerplate"].items())))
-    return 0
-
-
-def cmd_import_warc(args) -> int:
-    from newsmill.flows.import_warc import import_warc
-
-    settings, root, runner = _cli_setup(args)
-    parse_date_bound(args.since, name="--since")
-    parse_date_bound(args.until, end=True, name="--until")
-    files = []
-    for f in args.files:
-        p = Path(f).expanduser()
-        if not p.is_file():
-            raise NewsmillError(f"no such file: {f}")
-        files.append(str(p.resolve()))
-    flow_ = import_warc.with_options(task_runner=runner)
-    with ProgressBar(not args.quiet, "import", unit="bytes"):
-        counts = flow_(files=files, warehouse=str(root), domains=args.domain or None, since=args.since,
-                       until=args.until, source=args.source, config=args.config)
-    print(f"import finished in {counts['wall_s']} s: {counts['pages_imported']} response records imported, "
-          f"{counts['articles_written']} articles written ({counts['pages_per_s']} pages/s, "
-          f"{counts['mb_per_s']} MB/s)")
-    if counts.get("skipped"):
-        print("  skipped (pages rows): " + ", ".join(f"{k} {v}" for k, v in counts["skipped"].items()))
-    other = {k: v for k, v in counts["records"].items() if k.startswith(("skipped:", "filtered:"))}
-    if other:
-        print("  other records: " + ", ".join(f"{k} {v}" for k, v in other.items()))
-    if counts.get("batches_skipped_resume"):
-        print(f"  already imported: {counts['batches_skipped_resume']} batches "
-              f"({counts['records_already_imported']} records) skipped")
-    return 0

@@ -2,6 +2,6 @@
 
 import sys
 
-from newsmill.flows.cli import main
+from newsmill.cli import main
 
 sys.exit(main())

@@ -29,7 +29,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory):
     """Start ``prefect server start`` on a free loopback port; point this process and children at it."""
-    from newsmill.flows.cli_more import server_env, start_server, stop_server
+    from newsmill.flows.server import server_env, start_server, stop_server
     from newsmill.tasks.errors import NewsmillError
 
     home = tmp_path_factory.mktemp("prefect-home")

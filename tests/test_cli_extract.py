@@ -11,7 +11,7 @@ from pathlib import Path
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from newsmill.flows.cli import ARTICLE_JSON_FIELDS
+from newsmill.cli.extract import ARTICLE_JSON_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pages"
 CONTRACT = ("url, canonical_url, domain, site_name, title, authors, published_at, modified_at, language, "

@@ -211,7 +211,7 @@ def test_source_removed_during_publish_leaves_the_published_snapshot_untouched(t
 
 
 def test_cli_publish_prints_report(tmp_path, capsys):
-    from newsmill.flows.cli import main
+    from newsmill.cli import main
 
     root, dest = tmp_path / "wh", tmp_path / "pub"
     build(root)

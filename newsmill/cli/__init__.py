@@ -1,0 +1,69 @@
+"""The ``newsmill`` command line (``newsmill ...`` or ``python -m newsmill ...``).
+
+One module per group of commands; each has ``add_commands(sub)`` registering its sub-commands and the
+``cmd_*`` handlers they run. Handlers import the flows they start inside the function: ``newsmill --help``
+and the light commands (``extract``, ``sql``, ``compact``, ``delete``, ``publish``,
+``reset-fetch-state``) never load Prefect. Flows never import this package.
+
+Every command has ``--help``. Errors a user can fix (bad config, locked or unwritable warehouse, unsafe
+SQL) print one line on stderr and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from newsmill.cli import extract, maintenance, reprocess, run, serve, sql
+from newsmill.tasks.errors import NewsmillError
+
+__all__ = ["build_parser", "main"]
+
+
+def _die(msg: str, code: int = 2) -> int:
+    print(f"newsmill: error: {msg}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newsmill", description="Batch news ingestion: discover, fetch, "
+                                "clean, extract and store news articles as Parquet; query with DuckDB.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's INFO logs")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    # the order of `newsmill --help`
+    run.add_ingest(sub)
+    extract.add_commands(sub)
+    sql.add_commands(sub)
+    run.add_demo(sub)
+    serve.add_commands(sub)
+    maintenance.add_compact_delete(sub)
+    reprocess.add_commands(sub)
+    maintenance.add_publish_reset(sub)
+    return p
+
+
+def _prefect_defaults(verbose: bool) -> None:
+    """Quiet, private defaults for Prefect in a terminal run (explicit settings in the environment win):
+    no analytics, and Prefect's own INFO logs only with ``--verbose`` (the progress bar and summary
+    report the run; the full logs are in the Prefect UI when a server is used)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _prefect_defaults("-v" in argv or "--verbose" in argv)  # before anything imports prefect
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NewsmillError as exc:
+        return _die(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    except KeyboardInterrupt:
+        return _die("interrupted", 130)
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,58 @@
+"""The command line as a package: the light commands run without Prefect, the flows never import the CLI,
+and ``python -m newsmill`` is the same command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_LIGHT = """
+import sys
+from newsmill.cli import main
+rc = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m == "prefect" or m.startswith("prefect."))
+print("PREFECT_MODULES", len(loaded))
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["sql", "--format", "csv", "select 1 as x"],
+    ["reset-fetch-state", "--reason", "test"],
+    ["compact"],
+    ["delete", "--url", "https://example.org/a"],
+    ["extract", "{page}"],
+    ["--help"],
+])
+def test_light_commands_never_import_prefect(tmp_path, argv):
+    page = tmp_path / "a.html"
+    page.write_text("<html><head><title>T</title></head><body><article><p>" + "Word " * 80
+                    + "</p></article></body></html>", encoding="utf-8")
+    argv = [a.replace("{page}", str(page)) for a in argv]
+    if argv[0] not in ("extract", "--help"):
+        argv += ["--warehouse", str(tmp_path)]
+    p = subprocess.run([sys.executable, "-c", _LIGHT, *argv], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    if argv != ["--help"]:  # argparse exits inside main() on --help: nothing to count, but it must not fail
+        assert "PREFECT_MODULES 0" in p.stdout, p.stdout[-500:]
+
+
+def test_python_dash_m_is_the_command(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "newsmill", "sql", "--warehouse", str(tmp_path), "select 41 + 1"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "42" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "newsmill", "sql", "--warehouse", str(tmp_path), "drop table x"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode != 0 and p.stderr.startswith("newsmill: error: ") and "Traceback" not in p.stderr
+
+
+def test_flows_never_import_the_cli():
+    offenders = [str(f.relative_to(ROOT)) for d in ("flows", "tasks", "warehouse") for f in (ROOT / d).rglob("*.py")
+                 if "newsmill.cli" in f.read_text(encoding="utf-8")]
+    assert offenders == []
