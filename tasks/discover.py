@@ -38,22 +38,18 @@ import dataclasses
 import email.utils
 import io
 import re
-import zlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
 from lxml import etree
 
 from newsmill.tasks.config import Source
+from newsmill.tasks.fetch import DecodingError, Fetcher, TooLarge, decode_capped
 from newsmill.tasks.records import DiscoveredURL, PageLogEntry
 from newsmill.tasks.urls import normalize_url
-
-if TYPE_CHECKING:  # pragma: no cover
-    from newsmill.tasks.fetch import Fetcher
 
 __all__ = ["DiscoveryResult", "discover_source", "parse_feed", "parse_sitemap", "DocumentError"]
 
@@ -188,20 +184,16 @@ def parse_feed(data: bytes, url: str, content_type: str | None = None) -> list[_
 
 
 def _gunzip_capped(data: bytes, cap: int) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = bytearray()
-    buf = data
+    """A gzipped sitemap through the fetcher's bounded decoder (a bomb stops near ``cap``)."""
     try:
-        while buf and not d.eof:
-            out += d.decompress(buf, 65536)
-            if len(out) > cap:
-                raise DocumentError(f"gzipped sitemap decompresses beyond {cap} bytes", "too_large")
-            buf = d.unconsumed_tail
-    except zlib.error as exc:
+        out, complete = decode_capped(data, "gzip", cap)
+    except TooLarge:
+        raise DocumentError(f"gzipped sitemap decompresses beyond {cap} bytes", "too_large") from None
+    except DecodingError as exc:
         raise DocumentError(f"bad gzip data: {exc}") from None
-    if not d.eof:
+    if not complete:
         raise DocumentError("gzip stream ends early (truncated)")
-    return bytes(out)
+    return out
 
 
 def _local(tag) -> str:
@@ -309,7 +301,7 @@ def _failed(entry: PageLogEntry, exc: DocumentError) -> PageLogEntry:
     return dataclasses.replace(entry, outcome=exc.outcome, error=str(exc))
 
 
-def discover_source(source: Source, fetcher: "Fetcher", *, run_id: str, now: datetime,
+def discover_source(source: Source, fetcher: Fetcher, *, run_id: str, now: datetime,
                     max_depth: int | None = None) -> DiscoveryResult:
     settings = fetcher.settings
     depth_limit = settings.max_sitemap_depth if max_depth is None else max_depth
