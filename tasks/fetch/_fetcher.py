@@ -50,7 +50,7 @@ class _RobotsSlot:
 
 
 class Fetcher:
-    """Polite HTTP client for one run. Thread-safe; see the module docstring for the behaviour.
+    """Polite HTTP client for one run. Thread-safe; see the package docstring (``newsmill.tasks.fetch``).
 
     ``transport``: an ``httpx.BaseTransport`` (e.g. ``httpx.MockTransport``) replacing the default pinned
     transport (the address guard still checks every hop before the request). ``resolver(host, port)``
