@@ -24,7 +24,7 @@ so the per-page time ratio (sum of newsmill extraction time / sum of trafilatura
 
 Usage::
 
-    .venv/bin/python bench/trafilatura_eval.py [--ids 0089,0226] [--json out.json] [--workers 2]
+    .venv/bin/python bench/trafilatura_eval.py [--ids 0089,0226] [--json out.json] [--workers 2] [--only newsmill]
 
 ``--json`` dumps the summary and per-page results (empty ids, missed ``with`` and leaked ``without``
 snippets, author/date/title mismatches with both values) for analysis.
@@ -173,24 +173,24 @@ def _score_page(truth: dict, out: dict) -> dict:
     return row
 
 
-def _work(item: tuple[str, dict]) -> tuple[str, dict]:
-    pid, truth = item
+def _work(item: tuple[str, dict, tuple[str, ...]]) -> tuple[str, dict]:
+    pid, truth, systems = item
     with gzip.open(_W["data"] / "html" / f"{pid}.html.gz", "rb") as fh:
         html = fh.read()
     url = page_url(pid, truth)
-    return pid, {"newsmill": _score_page(truth, _run_newsmill(html, url)),
-                 "trafilatura": _score_page(truth, _run_trafilatura(html, url))}
+    runners = {"newsmill": _run_newsmill, "trafilatura": _run_trafilatura}
+    return pid, {name: _score_page(truth, runners[name](html, url)) for name in systems}
 
 
 # --- main side -------------------------------------------------------------------------------------
 
 
-def summarise(per_page: dict[str, dict], truth: dict) -> dict:
+def summarise(per_page: dict[str, dict], truth: dict, systems: tuple[str, ...] = SYSTEMS) -> dict:
     n_auth = sum(1 for pid in per_page if truth[pid].get("author"))
     n_date = sum(1 for pid in per_page if truth[pid].get("date"))
     n_title = sum(1 for pid in per_page if truth[pid].get("title"))
     out = {}
-    for name in SYSTEMS:
+    for name in systems:
         rows = [per_page[pid][name] for pid in per_page]
         tp = sum(r["tp"] for r in rows)
         fn = sum(r["fn"] for r in rows)
@@ -206,18 +206,20 @@ def summarise(per_page: dict[str, dict], truth: dict) -> dict:
             "titles": sum(1 for r in rows if r.get("title_ok")), "titles_of": n_title,
             "seconds": sum(r["seconds"] for r in rows), "pages": len(rows),
         }
-    t = out["trafilatura"]["seconds"]
-    out["time_ratio_newsmill_vs_trafilatura"] = out["newsmill"]["seconds"] / t if t else None
+    if "newsmill" in out and "trafilatura" in out:
+        t = out["trafilatura"]["seconds"]
+        out["time_ratio_newsmill_vs_trafilatura"] = out["newsmill"]["seconds"] / t if t else None
     return out
 
 
-def run(data_dir: Path = DEFAULT_DATA, ids: list[str] | None = None, workers: int = 2) -> tuple[dict, dict]:
+def run(data_dir: Path = DEFAULT_DATA, ids: list[str] | None = None, workers: int = 2,
+        systems: tuple[str, ...] = SYSTEMS) -> tuple[dict, dict]:
     truth = json.loads((data_dir / "truth.json").read_text("utf-8"))
     pids = sorted(truth) if not ids else [i for i in ids if i in truth]
     missing = [i for i in (ids or []) if i not in truth]
     if missing:
         raise SystemExit(f"unknown ids: {', '.join(missing)}")
-    items = [(pid, truth[pid]) for pid in pids]
+    items = [(pid, truth[pid], systems) for pid in pids]
     per_page: dict[str, dict] = {}
     if workers <= 1:
         _init_worker(str(data_dir))
@@ -230,13 +232,13 @@ def run(data_dir: Path = DEFAULT_DATA, ids: list[str] | None = None, workers: in
             for pid, res in pool.imap_unordered(_work, items, chunksize=4):
                 per_page[pid] = res
     per_page = dict(sorted(per_page.items()))
-    return summarise(per_page, truth), per_page
+    return summarise(per_page, truth, systems), per_page
 
 
-def print_table(summary: dict) -> None:
+def print_table(summary: dict, systems: tuple[str, ...] = SYSTEMS) -> None:
     print(f"{'system':12} {'F1':>6} {'P':>6} {'R':>6} {'empty':>5} {'authors':>11} {'dates':>11} {'titles':>11}"
           f" {'ms/page':>8}")
-    for name in SYSTEMS:
+    for name in systems:
         s = summary[name]
         ms = 1000 * s["seconds"] / s["pages"] if s["pages"] else 0.0
         print(f"{name:12} {s['f1']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f} {s['empty']:>5} "
@@ -254,13 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="page ids to run (comma-separated, repeatable); default all")
     ap.add_argument("--json", type=Path, default=None, metavar="OUT", help="write summary + per-page results")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--only", choices=SYSTEMS, default=None, help="run one system (no time ratio)")
     args = ap.parse_args(argv)
     if not (args.data / "truth.json").exists():
         print(f"no benchmark data in {args.data}", file=sys.stderr)
         return 2
     ids = [i.strip() for chunk in args.ids for i in chunk.split(",") if i.strip()] if args.ids else None
-    summary, per_page = run(args.data, ids, args.workers)
-    print_table(summary)
+    systems = (args.only,) if args.only else SYSTEMS
+    summary, per_page = run(args.data, ids, args.workers, systems)
+    print_table(summary, systems)
     if args.json:
         def ids_where(name, pred):
             return [pid for pid, r in per_page.items() if pred(r[name])]
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             "author_mismatch": ids_where(name, lambda r: r.get("author_ok") is False),
             "date_mismatch": ids_where(name, lambda r: r.get("date_ok") is False),
             "title_mismatch": ids_where(name, lambda r: r.get("title_ok") is False),
-        } for name in SYSTEMS}
+        } for name in systems}
         args.json.write_text(json.dumps({"summary": summary, "lists": lists, "pages": per_page},
                                         ensure_ascii=False, indent=1), "utf-8")
         print(f"per-page results: {args.json}")

@@ -76,6 +76,9 @@ RECURRING_MAX_CHARS = 400  # blocks longer than this are never fingerprinted (ar
 RECURRING_MIN_CHARS = 20  # nor shorter than this ("Share", "Photo", single words)
 RECURRING_MAX_SHARE = 0.25  # a block holding more of the page's text is never recurring boilerplate
 REMOVAL_TEXT_MAX = 2000
+# class tokens naming what a post is ABOUT, never what an element IS: WordPress post_class()/body_class()
+# taxonomy terms ("category-no-newsletter-rss", "tag-advertising" on the <article> itself)
+_TAXONOMY_TOKENS = ("category-", "tag-", "post_tag-", "tax-", "term-")
 _LIST_ITEM_MAX = 160
 
 # ---------------------------------------------------------------------------------------------------
@@ -455,7 +458,7 @@ class _Compiled:
         if tok in cache:
             return cache[tok]
         rule = None
-        m = self.token_rx.fullmatch(tok)
+        m = None if tok.lower().startswith(_TAXONOMY_TOKENS) else self.token_rx.fullmatch(tok)
         if m is not None:
             for key, val in m.groupdict().items():
                 if val is not None:

@@ -39,6 +39,7 @@ from newsmill.tasks.clean import (
     clean_tree,
     load_rules,
     normalize_text,
+    page_text_length,
     text_blocks,
 )
 from newsmill.tasks.config import ExtractSettings
@@ -53,6 +54,7 @@ __all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page
 MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
 _TRAILING_LINES = 4  # how far from the end of the text a copyright line is looked for
 # never article text (trafilatura discards them all as well): stripped silently, before blocks are read
+# (a <noscript> holding real text is unwrapped first: see _strip_non_text)
 _NON_TEXT = ("script", "style", "svg", "template", "link", "meta", "noscript", "iframe", "embed", "object",
              "applet", "canvas", "map", "audio", "video", "picture", "source", "select", "textarea", "input",
              "button", "datalist", etree.Comment)
@@ -60,7 +62,18 @@ _HEAD_LINES = 4  # how far from the top a repeated headline / byline is looked f
 _BYLINE_START = re.compile(r"^(by|from|por|par|von|di|door|av|de)\s", re.I)
 _BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|staff|writer|reporter|"
                             r"correspondent|redacción|rédaction|redaktion|updated|published|\d+)\b", re.I)
-_CODE_VERSION = "3.2"  # bump when this module's extraction logic changes meaningfully
+# Never empty where the extractor finds text (issue 12). The first pass (settings.favor_precision) on the
+# cleaned tree is kept unless it is short: under MIN_TEXT_CHARS, or under _RETRY_MAX_CHARS while holding
+# less than _RETRY_PAGE_SHARE of the cleaned tree's paragraph text (precision mode dropped most of a page
+# the rules left standing). Then a recall pass on the same cleaned tree (trafilatura's balanced mode,
+# which escalates to favor_recall itself) replaces it when _RETRY_ACCEPT_RATIO times longer; if the text
+# is still under MIN_TEXT_CHARS, the uncleaned tree (re-parsed: the cleaning rules removed the article)
+# is extracted. Text-level rules apply on every path; Article.text_path records which one produced it.
+_NOSCRIPT_TEXT_CHARS = 200  # a <noscript> with more text than this is content (blogs, no-JS fallbacks)
+_RETRY_MAX_CHARS = 3000
+_RETRY_PAGE_SHARE = 0.2
+_RETRY_ACCEPT_RATIO = 1.5
+_CODE_VERSION = "3.3"  # bump when this module's extraction logic changes meaningfully
 
 logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" warnings: we report outcomes
 
@@ -90,9 +103,19 @@ class _Prepared:
     metadata: object  # tasks.metadata.Metadata
     site: object | None  # tasks.metadata.SiteRule
     copyright: object  # tasks.copyright.TreeEvidence: every source but the body line, untouched tree
+    html: str | bytes | None = None  # the page as given, re-parsed only for the uncleaned fallback
 
 
-def _prepare(page: ParsedPage, rules: RuleSet) -> _Prepared:
+def _strip_non_text(tree) -> None:
+    """Drop code and styling (C-level, no Removal rows); a <noscript> holding real text is unwrapped first
+    (blog engines and no-JS fallbacks put the whole post there)."""
+    for el in list(tree.iter("noscript")):
+        if len(el.text_content()) > _NOSCRIPT_TEXT_CHARS and el.getparent() is not None:
+            el.drop_tag()
+    etree.strip_elements(tree, *_NON_TEXT, with_tail=False)
+
+
+def _prepare(page: ParsedPage, rules: RuleSet, html: str | bytes | None = None) -> _Prepared:
     """Everything read from the untouched tree: metadata, copyright evidence, then (with code and styling
     stripped) the text blocks and their fingerprints."""
     from newsmill.tasks.copyright import tree_evidence
@@ -104,9 +127,9 @@ def _prepare(page: ParsedPage, rules: RuleSet) -> _Prepared:
     # code and styling are never article text; dropping them (C-level, no Removal rows) keeps script
     # bodies out of block texts and spares trafilatura copying them several times. JSON-LD was already
     # read by parse_html.
-    etree.strip_elements(page.tree, *_NON_TEXT, with_tail=False)
+    _strip_non_text(page.tree)
     blocks = text_blocks(page)
-    return _Prepared(page, blocks, metadata, site, copyright_info)
+    return _Prepared(page, blocks, metadata, site, copyright_info, html)
 
 
 def _content_hash(text: str) -> str:
@@ -167,6 +190,42 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
     return lines, removals, captured
 
 
+def _trafilatura_text(tree, url: str, **options) -> str:
+    doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, with_metadata=False, **options)
+    return ((doc.text if doc is not None else None) or "").strip()
+
+
+def _extract_text(prep: _Prepared, url: str, *, rules: RuleSet, settings: ExtractSettings, domain: str):
+    """The article text of the cleaned tree, with the fallbacks described at _RETRY_MAX_CHARS.
+    Returns (text_path, text, text-level removals, captured copyright notices)."""
+    page, md = prep.page, prep.metadata
+    title, authors = md.title, tuple(md.authors or ())
+
+    def passed(raw: str):
+        lines, more, captured = _post_clean(raw, rules, domain, url, title, authors) if raw else ([], [], [])
+        return "\n".join(lines), more, captured
+
+    text, more, captured = passed(_trafilatura_text(page.tree, url, favor_precision=settings.favor_precision))
+    path = "cleaned"
+    if len(text) < MIN_TEXT_CHARS or (
+            len(text) < _RETRY_MAX_CHARS and len(text) < _RETRY_PAGE_SHARE * page_text_length(page)):
+        recall = {} if settings.favor_precision else {"favor_recall": True}
+        text2, more2, captured2 = passed(_trafilatura_text(page.tree, url, **recall))
+        if len(text2) >= MIN_TEXT_CHARS and len(text2) > _RETRY_ACCEPT_RATIO * len(text):
+            path, text, more, captured = "recall", text2, more2, captured2
+    if len(text) < MIN_TEXT_CHARS and prep.html is not None:
+        try:
+            raw_page = parse_html(prep.html, url)
+        except ParseError:
+            raw_page = None
+        if raw_page is not None:
+            _strip_non_text(raw_page.tree)
+            text3, more3, captured3 = passed(_trafilatura_text(raw_page.tree, url))
+            if len(text3) >= MIN_TEXT_CHARS and len(text3) > len(text):
+                path, text, more, captured = "uncleaned", text3, more3, captured3
+    return path, text, more, captured
+
+
 def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: ExtractSettings,
                       recurring: frozenset[str]) -> ExtractResult:
     from newsmill.tasks.copyright import combine
@@ -175,17 +234,13 @@ def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: Ex
     domain = domain_of(url)
     block_hashes = tuple(sorted({b.key for b in prep.blocks if b.key is not None}))
 
-    removals = clean_tree(page, rules, recurring, blocks=prep.blocks)
-    doc = trafilatura.bare_extraction(page.tree, url=url, favor_precision=settings.favor_precision,
-                                      include_comments=False, with_metadata=False)
-    raw = (doc.text if doc is not None else None) or ""
-    if not raw.strip():
+    tree_removals = clean_tree(page, rules, recurring, blocks=prep.blocks)
+    text_path, text, more, captured = _extract_text(prep, url, rules=rules, settings=settings, domain=domain)
+    removals = (tree_removals if text_path != "uncleaned" else []) + more
+    if not text:
         return ExtractResult(url=url, article=None, removals=tuple(removals), outcome="no_article",
-                             error="no article text found (trafilatura returned nothing)",
+                             error="no article text found (trafilatura returned nothing on every path)",
                              block_hashes=block_hashes)
-    lines, more, captured = _post_clean(raw, rules, domain, url, md.title, tuple(md.authors or ()))
-    removals += more
-    text = "\n".join(lines)
     if len(text) < MIN_TEXT_CHARS:
         return ExtractResult(url=url, article=None, removals=tuple(removals), outcome="no_article",
                              error=f"article text too short ({len(text)} chars < {MIN_TEXT_CHARS})",
@@ -216,6 +271,7 @@ def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: Ex
         paywalled=md.paywalled,
         copyright_source=cr.source if cr else None,
         syndicated=cr.syndicated if cr else None,
+        text_path=text_path,
         article_id=article_id(canonical),
         extractor_version=extractor_version(rules),
     )
@@ -236,7 +292,8 @@ def extract_page(html: str | bytes, url: str, *, rules: RuleSet, settings: Extra
     except ParseError as exc:
         return ExtractResult(url=url, article=None, outcome="parse_error", error=str(exc))
     try:
-        return _extract_prepared(_prepare(page, rules), url, rules=rules, settings=settings, recurring=recurring)
+        return _extract_prepared(_prepare(page, rules, html), url, rules=rules, settings=settings,
+                                 recurring=recurring)
     except Exception as exc:  # noqa: BLE001 - errors are values; the reason is kept
         return _failed(url, exc)
 
@@ -256,7 +313,7 @@ def extract_batch(pages: list[tuple[str, str | bytes]], *, rules: RuleSet, setti
             prepared.append(ExtractResult(url=url, article=None, outcome="parse_error", error=str(exc)))
             continue
         try:
-            prep = _prepare(page, rules)
+            prep = _prepare(page, rules, html)
             canonical = prep.metadata.canonical_url or url
             signatures.append(page_signature(page, prep.blocks, domain=domain_of(url),
                                              identity=article_id(canonical)))

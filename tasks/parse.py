@@ -24,6 +24,10 @@ class ParsedPage:
     html_lang: str | None = None
 
 
+_CONTROL_TABLE = bytes.maketrans(b"\x0c", b" ")
+_CONTROL_DELETE = bytes(c for c in range(32) if c not in (9, 10, 12, 13))
+
+
 class ParseError(ValueError):
     """The bytes are not parseable as HTML (becomes ``pages.outcome = parse_error``)."""
 
@@ -51,6 +55,11 @@ def parse_html(html: str | bytes, url: str) -> ParsedPage:
         data = html.encode("utf-8", "surrogatepass")
     if not data.strip():
         raise ParseError("empty document")
+    # C0 control characters are not XML characters: lxml stores them in text nodes but refuses them when
+    # trafilatura later sets an element's text ("All strings must be XML compatible"), which lost whole
+    # articles. Form feed is HTML whitespace (-> space); the rest carry nothing. Safe on UTF-8 bytes
+    # (no multi-byte sequence contains a byte below 0x80).
+    data = data.translate(_CONTROL_TABLE, _CONTROL_DELETE)
     try:
         parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True)
         tree = lxml.html.document_fromstring(data, parser=parser, base_url=url)

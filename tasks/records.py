@@ -65,6 +65,8 @@ BOILERPLATE_KINDS = (
 
 COPYRIGHT_SOURCES = ("jsonld", "meta", "rel_license", "body_line", "footer")
 
+TEXT_PATHS = ("cleaned", "recall", "uncleaned")
+
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredURL:
@@ -155,6 +157,9 @@ class Article:
     paywalled: bool | None = None
     copyright_source: str | None = None  # one of COPYRIGHT_SOURCES
     syndicated: bool | None = None
+    # issue 12: which extraction path produced ``text`` (one of TEXT_PATHS): "cleaned" (the cleaned tree),
+    # "recall" (a recall pass on the cleaned tree), "uncleaned" (the rules removed the article: raw tree)
+    text_path: str | None = None
     # bookkeeping
     article_id: str | None = None  # hash of the normalised canonical URL
     source: str | None = None

@@ -224,3 +224,24 @@ def test_embedded_social_posts_are_content(rules):
 def test_bad_rules_raise_config_error(data, needle):
     with pytest.raises(ConfigError, match=needle):
         rules_from_dicts(data)
+
+
+def test_container_states_and_taxonomy_tokens_are_not_boilerplate_roles(rules):
+    """Issue 12: article sections carrying "--ads"/"has-ads" states (ad slots go between them), WordPress
+    taxonomy classes on the post itself ("category-no-newsletter-rss"), and "cmp-" components (Adobe AEM,
+    OJS) were removed as ad/newsletter/cookie boxes, losing whole articles. Real slots still go."""
+    page = page_of(f"""
+      <article class="post type-post category-no-newsletter-rss tag-advertising entry">
+        <section class="Report__Section Report__Section--Ads" id="part-1"><h2>First test</h2><p>{PARA}</p>
+          <div class="Report__Ad">slot one</div></section>
+        <section class="Report__Section with-ads" id="part-2"><p>{PARA}</p></section>
+        <div class="cmp-container"><div class="cmp-text"><p>{PARA}</p></div></div>
+        <div class="cmp_notification">You must be registered and logged in to submit.</div>
+      </article>
+      <div class="sidebar-ads">sidebar slot</div>
+      <div class="cmpbox">We use cookies. Accept all</div>""")
+    removals = clean_tree(page, rules)
+    text = body_text(page)
+    assert text.count("town council") == 3
+    assert "You must be registered" in text
+    assert {r.text for r in removals} == {"slot one", "sidebar slot", "We use cookies. Accept all"}

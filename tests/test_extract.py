@@ -195,3 +195,83 @@ def test_copyright_decided_by_the_one_rule_with_several_trailing_notices(rules):
         "The Open Ledger", 2022, "body_line", True)
     assert a.license_url == "https://creativecommons.org/licenses/by-nc-nd/4.0/"
     assert "Open Ledger" not in a.text and "Licensed under" not in a.text
+
+
+# ---- issue 12: never empty where the extractor finds text ------------------------------------------
+
+BLOG_PARAS = [
+    "The garden club met in the old school hall on Saturday to swap seeds and plan the spring planting, "
+    "and more than forty members brought trays of seedlings grown on their windowsills over the winter.",
+    "A retired teacher showed how to start tomatoes in egg boxes, while two brothers who run the allotment "
+    "by the railway explained how they keep slugs away from lettuce without any chemicals at all.",
+    "The club also voted to plant a row of fruit trees along the path to the primary school, with the "
+    "pupils choosing the varieties and looking after the saplings through their first summer.",
+]
+
+
+def _article_page(body: str, head: str = "") -> str:
+    return (f"<!doctype html><html lang='en'><head><title>Seed swap fills the hall</title>{head}</head>"
+            f"<body><header><nav><a href='/'>Home</a> <a href='/events'>Events</a></nav></header>"
+            f"{body}<footer><p>Garden Club Newsletter, Millbrook</p></footer></body></html>")
+
+
+def test_text_path_cleaned_on_an_ordinary_page(rules):
+    paras = "".join(f"<p>{p}</p>" for p in BLOG_PARAS)
+    res = extract_page(_article_page(f"<article><h1>Seed swap fills the hall</h1>{paras}</article>"),
+                       "https://garden.example/2024/seed-swap", rules=rules, settings=SETTINGS)
+    assert res.outcome == "ok" and res.article.text_path == "cleaned"
+
+
+def test_rule_that_removes_the_article_falls_back_to_the_uncleaned_tree(tmp_path):
+    """A too-broad selector (here a site rule eating every paragraph of its pages) used to leave
+    no_article; now the uncleaned tree gives the text, the text-level rules still apply to it, and
+    text_path says so (so SQL finds the rule that wipes articles)."""
+    import shutil
+
+    from newsmill.tasks.config import RULES_DIR
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules_dir)
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "garden.example.toml").write_text(
+        'kind = "other"\n[[selectors]]\nname = "too_broad"\nxpath = "//article//p"\n', "utf-8")
+    broad = load_rules(rules_dir, sites)
+    paras = "".join(f"<p>{p}</p>" for p in [BLOG_PARAS[0], "Advertisement", *BLOG_PARAS[1:]])
+    page = _article_page(f"<article><h1>Seed swap fills the hall</h1>{paras}</article>")
+    res = extract_page(page, "https://garden.example/2024/seed-swap", rules=broad, settings=SETTINGS)
+    assert res.outcome == "ok", res.error
+    a = res.article
+    assert a.text_path == "uncleaned"
+    for p in BLOG_PARAS:
+        assert p in a.text
+    assert "Advertisement" not in a.text  # the text-level rules ran on the fallback text
+    # text-level removals only: the tree removals did not apply to this text, so they are not listed
+    assert sorted(r.rule for r in res.removals) == ["ad.label.en", "text.title_repeat"]
+    # the same page under the bundled rules takes the ordinary path
+    ok = extract_page(page, "https://garden.example/2024/seed-swap", rules=load_rules(), settings=SETTINGS)
+    assert ok.article.text_path == "cleaned"
+
+
+def test_post_inside_noscript_is_content(rules):
+    """Blog engines (and no-JS fallbacks) put the whole post in <noscript>; it was stripped with scripts."""
+    paras = "".join(f"<p>{p}</p>" for p in BLOG_PARAS)
+    page = _article_page(f"<div class='post-body'><script>render()</script><noscript>{paras}</noscript></div>"
+                         "<noscript><img src='/pixel.gif'>Please enable JavaScript.</noscript>")
+    res = extract_page(page, "https://garden.example/2024/seed-swap", rules=rules, settings=SETTINGS)
+    assert res.outcome == "ok", res.error
+    for p in BLOG_PARAS:
+        assert p in res.article.text
+    assert "enable JavaScript" not in res.article.text
+
+
+def test_control_characters_do_not_lose_the_article(rules):
+    """A stray C0 control character in a paragraph made trafilatura raise ("All strings must be XML
+    compatible") and the page came out no_article."""
+    paras = "".join(f"<p>{p}</p>" for p in BLOG_PARAS)
+    paras = paras.replace("forty members", "forty\x08 members").replace("egg boxes", "egg\x0cboxes")
+    res = extract_page(_article_page(f"<article>{paras}</article>").encode("utf-8"),
+                       "https://garden.example/2024/seed-swap", rules=rules, settings=SETTINGS)
+    assert res.outcome == "ok", res.error
+    assert "more than forty members brought" in res.article.text
+    assert "start tomatoes in egg boxes" in res.article.text

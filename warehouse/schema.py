@@ -55,6 +55,7 @@ ARTICLE_VERSIONS = pa.schema(
         ("paywalled", pa.bool_()),
         ("copyright_source", STR),
         ("syndicated", pa.bool_()),
+        ("text_path", STR),  # which extraction path produced the text (issue 12; NULL in older files)
         ("source", STR),
         ("extractor_version", STR),
         ("processed_at", TS),
