@@ -214,7 +214,7 @@ def run_once(cfg: Path, warehouse: Path) -> dict:
     settings = load_settings(cfg)
     flow = ingest.with_options(task_runner=default_task_runner(settings))
     t0 = time.perf_counter()
-    counts = flow(config=str(cfg), warehouse=str(warehouse))
+    counts = flow(config=str(cfg), warehouse=str(warehouse)).asdict()
     outer = time.perf_counter() - t0
     res = overhead(counts)
     res["outer_s"] = round(outer, 3)

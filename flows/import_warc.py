@@ -43,7 +43,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -54,18 +53,16 @@ from urllib.parse import urlsplit
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from newsmill.flows import runtime
-from newsmill.flows.ingest import BatchOutput, _current_run_id, resolve_warehouse
-from newsmill.flows.reporting import FlowProgress, RunSummary, summary_artifacts
+from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract
+from newsmill.flows.reporting import FlowProgress, ImportInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
-from newsmill.flows.reprocess import extract_pages, load_run_settings, parse_date_bound
-from newsmill.tasks.config import Settings
+from newsmill.flows.reprocess import load_run_settings, parse_date_bound
+from newsmill.tasks.config import Settings, resolve_warehouse
 from newsmill.tasks.errors import NewsmillError
-from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
+from newsmill.tasks.records import PageLogEntry
 from newsmill.tasks.urls import domain_of
 
 __all__ = ["import_warc", "run_import", "WarcScanner", "WarcEntry", "file_identity"]
@@ -198,11 +195,6 @@ class ImportBatch:
     entries: tuple[WarcEntry, ...]
 
 
-@dataclass
-class ImportOutput(BatchOutput):
-    archive_s: float = 0.0
-
-
 def batch_id_for(file_id: str, entries) -> str:
     offsets = [e.offset for e in entries]
     digest = hashlib.sha256(",".join(map(str, offsets)).encode()).hexdigest()[:12]
@@ -257,31 +249,6 @@ class HostBatcher:
         return out
 
 
-_arch_lock = threading.Lock()
-_archives: dict[tuple[str, str], object] = {}
-
-
-def _archive(run_id: str, warehouse_root: str):
-    """The run's raw archive writer in this process (WarcArchive is thread-safe)."""
-    from newsmill.tasks.archive import WarcArchive
-
-    key = (run_id, warehouse_root)
-    with _arch_lock:
-        a = _archives.get(key)
-        if a is None:
-            a = WarcArchive(Path(warehouse_root), run_id)
-            _archives[key] = a
-        return a
-
-
-def _close_archives(run_id: str) -> None:
-    with _arch_lock:
-        mine = [k for k in _archives if k[0] == run_id]
-        arcs = [_archives.pop(k) for k in mine]
-    for a in arcs:
-        a.close()
-
-
 def _copy_headers(headers) -> list[tuple[str, str]]:
     out = []
     for k, v in headers:
@@ -301,13 +268,13 @@ def _header(headers, name: str) -> str | None:
 
 
 def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_root: str,
-                     history: dict[str, frozenset[str]], source: str) -> ImportOutput:
+                     history: dict[str, frozenset[str]], source: str) -> BatchOutput:
     """Archive, clean and extract one batch of records. Plain function (the task wraps it)."""
     from newsmill.tasks.archive import decode_record
 
     now = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    arch = _archive(run_id, warehouse_root)
+    arch = runtime.archive(run_id, warehouse_root)
     base: list[PageLogEntry] = []
     ok_idx: list[int] = []
     pages_in: list[tuple[str, str]] = []
@@ -341,36 +308,29 @@ def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, wareho
         ok_idx.append(len(base) - 1)
         pages_in.append((rec.url, html))
     t1 = time.perf_counter()
-    from newsmill.flows.reprocess import run_rules
-
-    extracted = extract_pages(pages_in, rules=run_rules(run_id, None, None), settings=settings, run_id=run_id,
-                              history=history)
-    t2 = time.perf_counter()
-
-    articles: list[Article] = []
-    removals: list[Removal] = []
-    blocks: list[tuple[str, str, str, str]] = []
-    for i, x in zip(ok_idx, extracted):
-        log = base[i]
+    rules = runtime.rules(run_id) if pages_in else None
+    out = BatchOutput(batch_id=batch.batch_id, source=source, host=batch.host, pages=base)
+    for i, x in zip(ok_idx, extract(run_id, settings, pages_in, rules, history)):
         if x.article is None:
-            base[i] = dataclasses.replace(log, outcome=x.outcome, error=x.error)
-        else:
-            a = x.article.with_context(fetched_at=log.fetched_at, run_id=run_id, source=source)
-            articles.append(a)
-            blocks.extend((a.domain, h, a.article_id, a.content_hash) for h in x.block_hashes)
-        removals.extend(dataclasses.replace(rm, run_id=run_id) for rm in x.removals)
-    return ImportOutput(batch_id=batch.batch_id, source=source, host=batch.host, pages=base, articles=articles,
-                        removals=removals, blocks=blocks, fetch_s=0.0, extract_s=t2 - t1, archive_s=t1 - t0)
+            base[i] = dataclasses.replace(base[i], outcome=x.outcome, error=x.error)
+        out.add_extraction(x, fetched_at=base[i].fetched_at, run_id=run_id, source=source)
+    out.timings = {"archive_copy": t1 - t0, "clean_extract": time.perf_counter() - t1}
+    return out
 
 
 @task(name="import-batch", task_run_name="import-batch-{batch.index}", cache_policy=NO_CACHE)
 def import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_root: str,
-                 history: dict[str, frozenset[str]], source: str) -> ImportOutput:
+                 history: dict[str, frozenset[str]], source: str) -> BatchOutput:
     out = run_import_batch(batch, settings, run_id, warehouse_root, history, source)
+    log = _logger()
     bad = Counter(p.outcome for p in out.pages if p.outcome != "ok")
-    _logger().info("%s (%s): %d records, %d articles%s, archive %.2fs, extract %.2fs", batch.batch_id,
-                   batch.host or "-", len(out.pages), len(out.articles),
-                   (", skipped " + json.dumps(dict(bad))) if bad else "", out.archive_s, out.extract_s)
+    log.info("%s (%s): %d records, %d articles%s, archive %.2fs, extract %.2fs", batch.batch_id,
+             batch.host or "-", len(out.pages), len(out.articles),
+             (", skipped " + json.dumps(dict(bad))) if bad else "", out.timings["archive_copy"],
+             out.timings["clean_extract"])
+    for p in out.pages:
+        if p.outcome not in ("ok", "no_article"):
+            log.warning("%s: %s (%s)", p.url, p.outcome, p.error)
     return out
 
 
@@ -404,11 +364,11 @@ def _known_recurring(wh, min_pages: int) -> dict[str, frozenset[str]]:
 # ---------------------------------------------------------------------------------------------- flow
 
 
-@flow(name="import_warc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True,
+@flow(name="import_warc", task_runner=default_task_runner(), log_prints=True,
       description="Import .warc/.warc.gz files (e.g. CC-NEWS): clean, extract and store their HTML responses.")
 def import_warc(files: list[str], warehouse: str | None = None, domains: list[str] | None = None,
                 since: str | None = None, until: str | None = None, source: str = "warc-import",
-                config: str | None = None) -> dict:
+                config: str | None = None) -> ImportInfo:
     """Import WARC files.
 
     Args:
@@ -429,126 +389,86 @@ def import_warc(files: list[str], warehouse: str | None = None, domains: list[st
                                   "config": config})
 
 
+class ImportPlanner:
+    """The import's planner: reads the files once, record by record, and cuts their entries into batches
+    (:class:`HostBatcher`), lazily (the engine asks for the next batch when a slot is free). Opening a
+    file, it adds the ids of that file's batches already stored (by any run) to ``done``: the engine
+    skips them (resume). ``position``: bytes read over all files; ``records``: every record counted."""
+
+    def __init__(self, paths: list[Path], root: Path, settings: Settings, done: set[str], *,
+                 domains: list[str] | None, since: datetime | None, until: datetime | None,
+                 progress: FlowProgress):
+        self.paths, self.root, self.settings, self.done = paths, root, settings, done
+        self.domains, self.since, self.until = domains, since, until
+        self.progress = progress
+        self.position = 0
+        self.records: Counter = Counter()
+
+    def __iter__(self) -> Iterator[ImportBatch]:
+        log = _logger()
+        n = 0
+        before = 0
+        for path in self.paths:
+            file_id = file_identity(path)
+            stored = _done_batches_of_file(self.root, file_id)
+            self.done.update(stored)
+            scanner = WarcScanner(path, domains=self.domains, since=self.since, until=self.until,
+                                  max_bytes=self.settings.fetch.max_bytes)
+            batcher = HostBatcher(self.settings.extract.batch_size)
+            log.info("importing %s (%d bytes, file id %s, %d batches already stored)", path, scanner.size,
+                     file_id, len(stored))
+            last = time.monotonic()
+            for entry in scanner:
+                self.position = before + scanner.position
+                for host, entries in batcher.add(entry):
+                    yield ImportBatch(batch_id=batch_id_for(file_id, entries), file=str(path), host=host, index=n,
+                                      entries=tuple(entries))
+                    n += 1
+                if time.monotonic() - last > 0.5:  # skipped/filtered stretches move the bar too
+                    last = time.monotonic()
+                    self.progress.update(self.position)
+            for host, entries in batcher.flush():
+                yield ImportBatch(batch_id=batch_id_for(file_id, entries), file=str(path), host=host, index=n,
+                                  entries=tuple(entries))
+                n += 1
+            self.records.update(scanner.stats)
+            before += scanner.size
+            self.position = before
+
+
 def run_import(settings: Settings, root: Path, files: list[str], *, domains: list[str] | None = None,
                since: datetime | None = None, until: datetime | None = None, source: str = "warc-import",
-               parameters: dict | None = None, run_id: str | None = None) -> dict:
-    from newsmill.warehouse.store import Warehouse
-
+               parameters: dict | None = None, run_id: str | None = None) -> ImportInfo:
     log = _logger()
-    run_id = run_id or _current_run_id()
     paths = [Path(f).expanduser().resolve() for f in files]
     for p in paths:
         if not p.is_file():
             raise NewsmillError(f"no such file: {p}")
     if not source or not source.strip():
         raise NewsmillError("source: must not be empty")
-    wh = Warehouse(root)
-    summary = RunSummary(run_id=run_id, started_at=datetime.now(timezone.utc))
-    record_stats: Counter = Counter()
-    total_bytes = sum(p.stat().st_size for p in paths)
-    bytes_before = 0
-    n_batches = 0
-    try:
-        with wh.writer(run_id) as writer:
-            writer.write_run(RunRecord(run_id=run_id, flow="import_warc", started_at=summary.started_at,
-                                       finished_at=None, parameters=json.dumps(parameters or {}, default=str),
-                                       counts="{}"))
-            _notify("discovered", total=total_bytes)
-            progress = FlowProgress(total_bytes, key="import-warc-progress",
-                                    description="bytes of the WARC files read and imported")
-            in_flight: dict = {}
-            max_in_flight = max(1, settings.runner.max_workers)
+    info = ImportInfo(run_id=run_id or current_run_id(), started_at=datetime.now(timezone.utc), source_name=source,
+                      files=[str(p) for p in paths], bytes_read=sum(p.stat().st_size for p in paths))
+    run_id = info.run_id
+    with batch_run(info, root, settings, parameters=parameters) as run:
+        _notify("discovered", total=info.bytes_read)
+        progress = FlowProgress(info.bytes_read, key="import-warc-progress",
+                                description="bytes of the WARC files read and imported")
+        history = _known_recurring(run.warehouse, settings.extract.recurring_min_pages)
 
-            def drain_one() -> None:
-                fut = next(as_completed(list(in_flight)))
-                in_flight.pop(fut)
-                out: ImportOutput = fut.result()
-                t = time.perf_counter()
-                stats = writer.commit_batch(out.batch_id, out.pages, out.articles, out.removals, out.blocks)
-                summary.timings["write"] += time.perf_counter() - t
-                summary.timings["archive_copy"] += out.archive_s
-                summary.timings["clean_extract"] += out.extract_s
-                summary.add_pages(source, out.pages)
-                c = summary.per_source[source]
-                c["articles_written"] += stats.new_versions
-                for rm in out.removals:
-                    summary.boilerplate[rm.kind] += 1
-                for p in out.pages:
-                    if p.outcome not in ("ok", "no_article"):
-                        log.warning("%s: %s (%s)", p.url, p.outcome, p.error)
+        def history_for(entries) -> dict[str, frozenset[str]]:
+            hosts = {domain_of(e.url) for e in entries if e.url}
+            return {h: history[h] for h in hosts if h in history}
 
-            history = _known_recurring(wh, settings.extract.recurring_min_pages)
+        def already_imported(b: ImportBatch) -> None:
+            info.source(source).records_already_imported += len(b.entries)
 
-            def history_for(entries) -> dict[str, frozenset[str]]:
-                hosts = {domain_of(e.url) for e in entries if e.url}
-                return {h: history[h] for h in hosts if h in history}
-
-            for path in paths:
-                file_id = file_identity(path)
-                done = _done_batches_of_file(root, file_id)
-                scanner = WarcScanner(path, domains=domains, since=since, until=until,
-                                      max_bytes=settings.fetch.max_bytes)
-                batcher = HostBatcher(settings.extract.batch_size)
-                log.info("importing %s (%d bytes, file id %s, %d batches already stored)", path,
-                         scanner.size, file_id, len(done))
-
-                def handle(host: str, entries: list) -> None:
-                    nonlocal n_batches
-                    bid = batch_id_for(file_id, entries)
-                    if bid in done:
-                        summary.batches_skipped += 1
-                        summary.per_source[source]["records_already_imported"] += len(entries)
-                        return
-                    while len(in_flight) >= max_in_flight:
-                        drain_one()
-                        progress.update(bytes_before + scanner.position)
-                    b = ImportBatch(batch_id=bid, file=str(path), host=host, index=n_batches,
-                                    entries=tuple(entries))
-                    n_batches += 1
-                    in_flight[import_batch.submit(b, settings, run_id, str(root), history_for(entries), source)] = b
-
-                last = time.monotonic()
-                for entry in scanner:
-                    for host, entries in batcher.add(entry):
-                        handle(host, entries)
-                    if time.monotonic() - last > 0.5:  # skipped/filtered stretches move the bar too
-                        last = time.monotonic()
-                        progress.update(bytes_before + scanner.position)
-                for host, entries in batcher.flush():
-                    handle(host, entries)
-                record_stats.update(scanner.stats)
-                bytes_before += scanner.size
-            while in_flight:
-                drain_one()
-            progress.update(total_bytes, force=True)
-
-            summary.finished_at = datetime.now(timezone.utc)
-            counts = _counts(summary, record_stats, source, [str(p) for p in paths], total_bytes)
-            writer.write_run(RunRecord(run_id=run_id, flow="import_warc", started_at=summary.started_at,
-                                       finished_at=summary.finished_at,
-                                       parameters=json.dumps(parameters or {}, default=str),
-                                       counts=json.dumps(counts)))
-    finally:
-        _close_archives(run_id)
-        runtime.close(run_id)
-    summary_artifacts(summary, "import_warc", {"files": counts["files"], "records": counts["records"],
-                                                "batches_skipped_resume": counts["batches_skipped_resume"]})
-    log.info("import %s finished: %s", run_id, json.dumps(counts))
-    return counts
-
-
-def _counts(summary: RunSummary, record_stats: Counter, source: str, files: list[str], total_bytes: int) -> dict:
-    counts = summary.counts()
-    counts.pop("deferred_hosts", None)
-    imported = counts.pop("pages_fetched", 0)
-    wall = counts["wall_s"]
-    counts["files"] = files
-    counts["bytes_read"] = total_bytes
-    counts["pages_imported"] = imported
-    counts["pages_per_s"] = round(imported / wall, 2) if wall > 0 else None
-    counts["mb_per_s"] = round(total_bytes / 1e6 / wall, 2) if wall > 0 else None
-    counts["records"] = dict(sorted(record_stats.items()))
-    c = summary.per_source.get(source, Counter())
-    counts["skipped"] = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("failed:")}
-    counts["records_already_imported"] = c.get("records_already_imported", 0)
-    return counts
+        done: set[str] = set()
+        planner = ImportPlanner(paths, root, settings, done, domains=domains, since=since, until=until,
+                                progress=progress)
+        run.run(planner, lambda b: import_batch.submit(b, settings, run_id, str(root), history_for(b.entries), source),
+                done=done, on_skip=already_imported, on_commit=lambda _b, _out: progress.update(planner.position))
+        info.records.update(planner.records)
+        progress.update(info.bytes_read, force=True)
+    summary_artifacts(info)
+    log.info("import %s finished: %s", run_id, json.dumps(info.asdict()))
+    return info

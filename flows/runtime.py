@@ -1,9 +1,9 @@
 """Per-process resources shared by the batch tasks of one flow run.
 
 A Prefect task's parameters are serialised for Dask and hashed for caching, so live resources (the HTTP
-fetcher with its per-host politeness state, the extraction process pool, the parsed rules) are not passed
-as parameters. Tasks look them up here by ``run_id``; each process (the flow's, or a Dask worker) builds
-its own on first use, and the flow closes them at the end of the run.
+fetcher with its per-host politeness state, the extraction process pool, the parsed rules, an import's
+WARC archive writer) are not passed as parameters. Tasks look them up here by ``run_id``; each process
+(the flow's, or a Dask worker) builds its own on first use, and the flow closes them at the end of the run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ MAX_BATCHES_PER_WORKER = 10
 _lock = threading.Lock()
 _fetchers: dict[str, object] = {}
 _pools: dict[str, ProcessPoolExecutor] = {}
-_rules: dict[str, object] = {}
+_rules: dict[tuple[str, str | None, str | None], object] = {}  # (run_id, rules_dir, sites_dir)
+_archives: dict[str, object] = {}
 
 
 def fetcher(run_id: str, fetch_settings, warehouse_root: str | None):
@@ -65,16 +66,39 @@ def release_memory() -> None:
         _libc_trim(0)
 
 
-def rules(run_id: str):
-    """The cleaning rules, loaded once per process per run (so a re-run picks up edited rules)."""
+def rules(run_id: str, rules_dir: str | None = None, sites_dir: str | None = None):
+    """The cleaning rules (the bundled ones, or ``rules_dir``/``sites_dir``), loaded once per process per
+    run (so a re-run picks up edited rules)."""
     from newsmill.tasks.clean import load_rules
 
+    key = (run_id, rules_dir, sites_dir)
     with _lock:
-        r = _rules.get(run_id)
+        r = _rules.get(key)
         if r is None:
-            r = load_rules()
-            _rules[run_id] = r
+            dirs = {"rules_dir": Path(rules_dir)} if rules_dir else {}
+            if sites_dir:
+                dirs["sites_dir"] = Path(sites_dir)
+            r = load_rules(**dirs)
+            _rules[key] = r
         return r
+
+
+def archive(run_id: str, warehouse_root: str):
+    """The run's raw WARC archive writer in this process (``WarcArchive`` is thread-safe)."""
+    from newsmill.tasks.archive import WarcArchive
+
+    with _lock:
+        a = _archives.get(run_id)
+        if a is None:
+            a = _archives[run_id] = WarcArchive(Path(warehouse_root), run_id)
+        return a
+
+
+def extractor_version(rules) -> str:
+    """:func:`tasks.extract.extractor_version`, run in a worker (see :func:`extract_batch`)."""
+    from newsmill.tasks.extract import extractor_version as version
+
+    return version(rules)
 
 
 def extract_batch(pages, rules, settings, history):
@@ -155,8 +179,12 @@ def close(run_id: str) -> None:
     with _lock:
         f = _fetchers.pop(run_id, None)
         p = _pools.pop(run_id, None)
-        _rules.pop(run_id, None)
+        a = _archives.pop(run_id, None)
+        for k in [k for k in _rules if k[0] == run_id]:
+            del _rules[k]
     if f is not None:
         f.close()
+    if a is not None:
+        a.close()
     if p is not None:
         p.shutdown(wait=True, cancel_futures=True)

@@ -36,14 +36,14 @@ def test_ingest_on_a_dask_cluster_lands_data(prefect_api, tmp_path):
             settings = load_settings(cfg)
             runner = default_task_runner(settings)
             assert type(runner).__name__ == "DaskTaskRunner"
-            counts = ingest.with_options(task_runner=runner)(config=str(cfg), warehouse=str(tmp_path / "wh"))
+            info = ingest.with_options(task_runner=runner)(config=str(cfg), warehouse=str(tmp_path / "wh"))
         # the batch tasks ran on the cluster's workers (Prefect submits them as Dask tasks)
         worker_tasks = client.run(lambda dask_worker: len(dask_worker.state.log), nanny=False)
         client.close()
     finally:
         cluster.close()
 
-    assert counts["articles_written"] == N_PAGES
+    assert info.articles_written == N_PAGES
     assert all(v > 0 for v in worker_tasks.values()), worker_tasks
     con = connect(tmp_path / "wh")
     try:

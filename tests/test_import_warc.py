@@ -98,7 +98,7 @@ def imported(prefect_api, warc, tmp_path_factory):
     from newsmill.flows.import_warc import import_warc
 
     wh = tmp_path_factory.mktemp("import-wh")
-    counts = import_warc(files=[str(warc)], warehouse=str(wh))
+    counts = import_warc(files=[str(warc)], warehouse=str(wh)).asdict()
     return {"wh": wh, "counts": counts, "warc": warc}
 
 
@@ -150,7 +150,7 @@ def test_second_import_adds_no_duplicates(imported, prefect_api):
     wh = imported["wh"]
     before = {t: q(wh, f"select count(*) from {t}")[0][0] for t in ("article_versions", "pages", "boilerplate_all")}
     raw_before = sorted(p.name for p in wh.glob("raw/**/*.warc.gz"))
-    again = import_warc(files=[str(imported["warc"])], warehouse=str(wh))
+    again = import_warc(files=[str(imported["warc"])], warehouse=str(wh)).asdict()
     assert again["articles_written"] == 0
     assert again["pages_imported"] == 0
     assert again["batches_skipped_resume"] >= 1
@@ -165,7 +165,7 @@ def test_second_import_adds_no_duplicates(imported, prefect_api):
 def test_domain_filter(prefect_api, warc, tmp_path):
     from newsmill.flows.import_warc import import_warc
 
-    counts = import_warc(files=[str(warc)], warehouse=str(tmp_path), domains=["beta.example"])
+    counts = import_warc(files=[str(warc)], warehouse=str(tmp_path), domains=["beta.example"]).asdict()
     urls = {r[0] for r in q(tmp_path, "select url from articles")}
     assert urls == {HTML[3][0], HTML[4][0], GZIPPED[0]}
     assert counts["skipped"] == {"truncated": 1}  # the PDF is on alpha
@@ -175,11 +175,11 @@ def test_domain_filter(prefect_api, warc, tmp_path):
 def test_date_filter(prefect_api, warc, tmp_path):
     from newsmill.flows.import_warc import import_warc
 
-    counts = import_warc(files=[str(warc)], warehouse=str(tmp_path), since="2024-05-02", until="2024-05-03")
+    counts = import_warc(files=[str(warc)], warehouse=str(tmp_path), since="2024-05-02", until="2024-05-03").asdict()
     urls = {r[0] for r in q(tmp_path, "select url from articles")}
     assert urls == {HTML[2][0], HTML[4][0], GZIPPED[0]}  # --until is inclusive of the day
     assert counts["records"]["filtered:date"] == 5
-    counts = import_warc(files=[str(warc)], warehouse=str(tmp_path / "w2"), until="2024-05-01", source="cc")
+    counts = import_warc(files=[str(warc)], warehouse=str(tmp_path / "w2"), until="2024-05-01", source="cc").asdict()
     assert {r[0] for r in q(tmp_path / "w2", "select url from articles")} == {HTML[0][0], HTML[1][0], HTML[3][0]}
     assert {r[0] for r in q(tmp_path / "w2", "select distinct source from pages")} == {"cc"}
 
@@ -190,7 +190,7 @@ def test_torn_file_is_not_fatal(prefect_api, warc, tmp_path):
     data = warc.read_bytes()
     torn = tmp_path / "torn.warc.gz"
     torn.write_bytes(data[: len(data) - 700])  # cut inside the last records' gzip members
-    counts = import_warc(files=[str(torn)], warehouse=str(tmp_path / "wh"))
+    counts = import_warc(files=[str(torn)], warehouse=str(tmp_path / "wh")).asdict()
     assert counts["articles_written"] >= len(HTML) - 1
     # the cut gzip member is either a truncated record (a pages row) or the torn end of the file (counted)
     assert counts["skipped"].get("truncated", 0) + counts["records"].get("truncated_file", 0) >= 1
@@ -199,7 +199,7 @@ def test_torn_file_is_not_fatal(prefect_api, warc, tmp_path):
 def test_reprocess_works_on_imported_pages(imported, prefect_api):
     from newsmill.flows.reprocess import reprocess
 
-    counts = reprocess(warehouse=str(imported["wh"]), source="warc-import")
+    counts = reprocess(warehouse=str(imported["wh"]), source="warc-import").asdict()
     assert counts["pages_reprocessed"] == N_HTML
     assert counts["outcomes"] == {"ok": N_HTML}
     assert counts["articles_written"] == 0  # same rules, same extractor: nothing new

@@ -109,7 +109,7 @@ def ingested(prefect_api, tmp_path_factory):
     write_site(site)
     with serve_site(site) as base:
         cfg = write_config(tmp / "site.toml", base)
-        counts = ingest(config=str(cfg), warehouse=str(wh))
+        counts = ingest(config=str(cfg), warehouse=str(wh)).asdict()
     assert not port_open(base), "the site server must be down before reprocessing"
     assert counts["articles_written"] == N_ARTICLES, counts
     before = {r[0]: r for r in q(wh, "select article_id, text, extractor_version, url from articles")}
@@ -133,7 +133,7 @@ def reprocessed(ingested, prefect_api):
     mp = pytest.MonkeyPatch()
     mp.setattr(newsmill.tasks.fetch, "Fetcher", NoNetwork)
     try:
-        counts = reprocess(warehouse=str(ingested["wh"]), rules_dir=str(rules), config=str(ingested["cfg"]))
+        counts = reprocess(warehouse=str(ingested["wh"]), rules_dir=str(rules), config=str(ingested["cfg"])).asdict()
     finally:
         mp.undo()
     return {**ingested, "rules": rules, "counts": counts}
@@ -197,18 +197,46 @@ def test_reprocess_again_is_idempotent_and_filters(reprocessed, prefect_api):
     from newsmill.flows.reprocess import reprocess
 
     wh, rules = str(reprocessed["wh"]), str(reprocessed["rules"])
-    again = reprocess(warehouse=wh, rules_dir=rules, config=str(reprocessed["cfg"]))
+    again = reprocess(warehouse=wh, rules_dir=rules, config=str(reprocessed["cfg"])).asdict()
     assert again["pages_reprocessed"] == N_ARTICLES
     assert again["articles_written"] == 0 and again["articles_unchanged"] == N_ARTICLES
     assert q(reprocessed["wh"], "select count(*) from article_versions") == [(2 * N_ARTICLES,)]
     assert q(reprocessed["wh"], "select count(*) from boilerplate where rule = ?", [NEW_RULE]) == [(N_ARTICLES,)]
 
-    assert reprocess(warehouse=wh, rules_dir=rules, domain="elsewhere.example")["pages_reprocessed"] == 0
-    assert reprocess(warehouse=wh, rules_dir=rules, source="nope")["pages_reprocessed"] == 0
-    assert reprocess(warehouse=wh, rules_dir=rules, since="2999-01-01")["pages_reprocessed"] == 0
-    assert reprocess(warehouse=wh, rules_dir=rules, until="2000-01-01")["pages_reprocessed"] == 0
+    assert reprocess(warehouse=wh, rules_dir=rules, domain="elsewhere.example").pages_reprocessed == 0
+    assert reprocess(warehouse=wh, rules_dir=rules, source="nope").pages_reprocessed == 0
+    assert reprocess(warehouse=wh, rules_dir=rules, since="2999-01-01").pages_reprocessed == 0
+    assert reprocess(warehouse=wh, rules_dir=rules, until="2000-01-01").pages_reprocessed == 0
     assert reprocess(warehouse=wh, rules_dir=rules, source="local", domain="127.0.0.1",
-                     since="2000-01-01")["pages_reprocessed"] == N_ARTICLES
+                     since="2000-01-01").pages_reprocessed == N_ARTICLES
+
+
+FLOW_PROCESS_SCRIPT = """
+import json, sys
+from newsmill.flows.reprocess import reprocess
+info = reprocess(warehouse=sys.argv[1], config=sys.argv[2])
+counts = info if isinstance(info, dict) else info.asdict()
+stack = [m for m in ("trafilatura", "newsmill.tasks.extract") if m in sys.modules]
+print(json.dumps({"stack": stack, "articles": counts["articles_written"] + counts["articles_unchanged"],
+                  "outcomes": counts["outcomes"]}))
+"""
+
+
+def test_reprocess_flow_process_never_imports_the_extraction_stack(reprocessed, prefect_api, tmp_path):
+    """Extraction runs in the worker pool (as in ingest): a real reprocess in a fresh interpreter
+    re-extracts every page, and its own process has not imported trafilatura at the end."""
+    import os
+    import subprocess
+    import sys
+
+    wh = tmp_path / "wh"
+    shutil.copytree(reprocessed["wh"], wh)
+    proc = subprocess.run([sys.executable, "-c", FLOW_PROCESS_SCRIPT, str(wh), str(reprocessed["cfg"])],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["outcomes"] == {"ok": N_ARTICLES} and result["articles"] == N_ARTICLES, result
+    assert result["stack"] == [], result
 
 
 def test_parse_date_bound():

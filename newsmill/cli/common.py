@@ -48,17 +48,8 @@ def announce_prefect() -> None:
               "see `newsmill ui`)", file=sys.stderr)
 
 
-def print_summary(counts: dict) -> None:
-    """The end-of-run lines of ``ingest`` and ``demo``."""
-    print(f"run finished in {counts['wall_s']} s: {counts['pages_fetched']} article pages fetched, "
-          f"{counts['articles_written']} articles written ({counts['pages_per_s']} pages/s)")
-    for name, c in counts["sources"].items():
-        failed = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("failed:")}
-        skipped = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("skipped:")}
-        print(f"  {name}: discovered {c.get('discovered', 0)}, fetched {c.get('fetched', 0)}, "
-              f"not modified {c.get('not_modified', 0)}, articles {c.get('articles_written', 0)}"
-              + (f", failed {failed}" if failed else "") + (f", skipped {skipped}" if skipped else ""))
-    if counts.get("boilerplate"):
-        print("  boilerplate removed: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["boilerplate"].items())))
-    if counts.get("deferred_hosts"):
-        print("  deferred to next run: " + ", ".join(counts["deferred_hosts"]))
+def print_summary(info) -> None:
+    """The end-of-run lines of a flow run (``ingest``, ``demo``, ``reprocess``, ``import-warc``): the
+    flow's typed run info (``flows.reporting.RunInfo``) says them."""
+    for line in info.summary_lines():
+        print(line)

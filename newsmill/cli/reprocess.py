@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsmill.cli.common import add_warehouse, check_writable, progress_bar
+from newsmill.cli.common import add_warehouse, check_writable, print_summary, progress_bar
 from newsmill.tasks.config import resolve_warehouse
 from newsmill.tasks.errors import ConfigError, NewsmillError
 
@@ -61,18 +61,11 @@ def cmd_reprocess(args) -> int:
             raise ConfigError(f"{opt}: not a directory: {d}")
     flow_ = reprocess.with_options(task_runner=runner)
     with progress_bar(not args.quiet, "reprocess"):
-        counts = flow_(warehouse=str(root), since=args.since, until=args.until, source=args.source,
-                       domain=args.domain, config=args.config,
-                       rules_dir=str(Path(args.rules_dir).resolve()) if args.rules_dir else None,
-                       sites_dir=str(Path(args.sites_dir).resolve()) if args.sites_dir else None)
-    print(f"reprocess finished in {counts['wall_s']} s: {counts['pages_reprocessed']} archived pages, "
-          f"{counts['articles_written']} new article versions, {counts['articles_unchanged']} unchanged "
-          f"({counts['pages_per_s']} pages/s, extractor {counts['extractor_version']}, no network)")
-    bad = {k: v for k, v in counts["outcomes"].items() if k != "ok"}
-    if bad:
-        print("  not re-extracted: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items())))
-    if counts.get("boilerplate"):
-        print("  boilerplate removed: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["boilerplate"].items())))
+        info = flow_(warehouse=str(root), since=args.since, until=args.until, source=args.source,
+                     domain=args.domain, config=args.config,
+                     rules_dir=str(Path(args.rules_dir).resolve()) if args.rules_dir else None,
+                     sites_dir=str(Path(args.sites_dir).resolve()) if args.sites_dir else None)
+    print_summary(info)
     return 0
 
 
@@ -88,17 +81,7 @@ def cmd_import_warc(args) -> int:
         files.append(str(p.resolve()))
     flow_ = import_warc.with_options(task_runner=runner)
     with progress_bar(not args.quiet, "import", unit="bytes"):
-        counts = flow_(files=files, warehouse=str(root), domains=args.domain or None, since=args.since,
-                       until=args.until, source=args.source, config=args.config)
-    print(f"import finished in {counts['wall_s']} s: {counts['pages_imported']} response records imported, "
-          f"{counts['articles_written']} articles written ({counts['pages_per_s']} pages/s, "
-          f"{counts['mb_per_s']} MB/s)")
-    if counts.get("skipped"):
-        print("  skipped (pages rows): " + ", ".join(f"{k} {v}" for k, v in counts["skipped"].items()))
-    other = {k: v for k, v in counts["records"].items() if k.startswith(("skipped:", "filtered:"))}
-    if other:
-        print("  other records: " + ", ".join(f"{k} {v}" for k, v in other.items()))
-    if counts.get("batches_skipped_resume"):
-        print(f"  already imported: {counts['batches_skipped_resume']} batches "
-              f"({counts['records_already_imported']} records) skipped")
+        info = flow_(files=files, warehouse=str(root), domains=args.domain or None, since=args.since,
+                     until=args.until, source=args.source, config=args.config)
+    print_summary(info)
     return 0

@@ -45,9 +45,9 @@ def cmd_ingest(args) -> int:
     flow = ingest.with_options(task_runner=default_task_runner(settings))
     announce_prefect()
     with progress_bar(not args.quiet):
-        counts = flow(config=args.config, warehouse=str(root), sources=args.source or None,
-                      limit=args.limit, refetch=args.refetch)
-    print_summary(counts)
+        info = flow(config=args.config, warehouse=str(root), sources=args.source or None,
+                    limit=args.limit, refetch=args.refetch)
+    print_summary(info)
     return 0
 
 
@@ -69,8 +69,8 @@ def cmd_demo(args) -> int:
         flow = ingest.with_options(task_runner=default_task_runner(settings))
         announce_prefect()
         with progress_bar(not args.quiet):
-            counts = flow(config=str(cfg), warehouse=str(root))
-    print_summary(counts)
+            info = flow(config=str(cfg), warehouse=str(root))
+    print_summary(info)
     print(f"\n$ newsmill sql \"{SAMPLE_SQL}\"")
     print(run_query(root, SAMPLE_SQL, fmt="table"))
     return 0
