@@ -4,8 +4,10 @@ Records go through the same clean → extract → store stages as fetched pages,
 
 Streaming, flat memory: each file is read once, record by record (warcio); only the records of the
 batches being built or in flight are in memory: per-host buffers capped at ``2 × extract.batch_size``
-records in total, plus at most ``runner.max_workers`` batches in flight (the reader waits for a batch to
-be committed before it reads on), whatever the size of the file.
+records in total, plus at most ``runner.max_workers`` batches in flight and the one being committed (the
+batch engine, ``flows.engine``, asks the reader for the next batch only when a slot frees), whatever the
+size of the file. This module is the reader and planner (:class:`WarcScanner`, :class:`ImportPlanner`),
+the batch task and the flow.
 
 Which records:
 
