@@ -1,14 +1,18 @@
 """Who owns an article: copyright holder, year, notice, licence, and whether it is syndicated copy.
 
-Evidence, strongest first (an article-level statement beats the site footer)::
+Evidence, strongest first. Evidence attached to the ARTICLE beats evidence about the SITE (issue 12,
+correcting issue 3's order, which put the page's meta above the body line: a daily republishing wire copy
+names itself in <meta name="copyright"> and its footer on every page, while the story's own notice names
+the wire)::
 
     jsonld       the JSON-LD article node: copyrightHolder, copyrightYear, copyrightNotice, license
                  (never an ImageObject's copyright: a photo agency does not own the story)
+    body_line    a trailing notice line captured from the end of the article body by the cleaner
+                 ("Copyright 2026 The Associated Press. All rights reserved.", "This article first
+                 appeared on ProPublica and is republished here under a Creative Commons license.")
+    --- site-level from here on ---
     meta         <meta name="copyright">, dcterms.rights, dc.rights
     rel_license  <link rel="license"> / <a rel="license">
-    body_line    a trailing notice line captured from the end of the article body by the cleaner
-                 ("Copyright 2019 NPR. To see more, visit https://www.npr.org.", "This article first
-                 appeared on ProPublica and is republished here under a Creative Commons license.")
     footer       the "©" line of the page footer (<footer>, [role=contentinfo], [class*=footer], <small>)
 
 Combination rule (:func:`combine`, the only place it is written): the first source (in that order) that
@@ -708,7 +712,7 @@ class TreeEvidence:
 
 _TREE_STEPS = (("jsonld", _from_jsonld), ("meta", _from_meta), ("rel_license", _from_rel_license),
                ("footer", _from_footer))
-_SOURCE_ORDER = ("jsonld", "meta", "rel_license", "body_line", "footer")
+_SOURCE_ORDER = ("jsonld", "body_line", "meta", "rel_license", "footer")  # article-level, then site-level
 
 
 def tree_evidence(page: ParsedPage) -> TreeEvidence:

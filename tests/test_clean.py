@@ -245,3 +245,59 @@ def test_container_states_and_taxonomy_tokens_are_not_boilerplate_roles(rules):
     assert text.count("town council") == 3
     assert "You must be registered" in text
     assert {r.text for r in removals} == {"slot one", "sidebar slot", "We use cookies. Accept all"}
+
+
+# ---- issue 12: inline donation/membership appeals and wire hub promo lines, per language -------------
+
+@pytest.mark.parametrize("line,rule", [
+    ("This reporting was made possible by readers like you. Donate now to support nonprofit journalism.",
+     "donation.inline.en"),
+    ("Our journalism is made possible by members like you. Become a member today.", "donation.inline.en"),
+    ("If you value this reporting, please consider making a gift to support our newsroom.", "donation.inline.en"),
+    ("The Prairie Ledger is a nonprofit newsroom that depends on readers. Donate today to keep local news free.",
+     "donation.inline.en"),
+    ("Please consider giving $10 a month to support independent reporting in the valley.", "donation.inline.en"),
+    ("Dieser Artikel wurde durch unsere Leserinnen und Leser ermöglicht. Jetzt spenden und unabhängigen "
+     "Journalismus unterstützen.", "donation.inline.de"),
+    ("Unabhängiger Journalismus braucht Ihre Unterstützung. Jetzt Mitglied werden.", "donation.inline.de"),
+    ("Cet article vous est offert grâce à nos lecteurs. Faites un don pour soutenir un journalisme indépendant.",
+     "donation.inline.fr"),
+    ("Notre journalisme dépend de vous : soutenez-nous.", "donation.inline.fr"),
+    ("Este reportaje fue posible gracias a lectores como tú. Dona ahora para apoyar el periodismo independiente.",
+     "donation.inline.es"),
+    ("Nuestro periodismo independiente necesita tu apoyo. Hazte socio.", "donation.inline.es"),
+    ("Follow AP's coverage of the drought at https://apnews.com/hub/drought.", "related.wire_hub.en"),
+    ("More AP coverage of the war: https://apnews.com/hub/russia-ukraine", "related.wire_hub.en"),
+    ("Follow AP’s live coverage of the summit here.", "related.wire_hub.en"),
+    ("Weitere Nachrichten zum Thema unter https://www.dpa-news.example/thema/duerre", "related.wire_hub.de"),
+    ("Verfolgen Sie die Entwicklungen in unserem Liveblog.", "related.wire_hub.de"),
+    ("Retrouvez toute notre couverture de la sécheresse sur https://www.agence.example/dossier/secheresse",
+     "related.wire_hub.fr"),
+    ("Sigue toda la cobertura de la sequía en https://www.agencia.example/especial/sequia", "related.wire_hub.es"),
+])
+def test_inline_appeals_and_wire_hub_promos_in_article_markup(rules, line, rule):
+    page = page_of(f"<article><p>{PARA}</p><p>{line}</p><p>{PARA}</p></article>")
+    removals = clean_tree(page, rules)
+    assert [(r.rule, r.text) for r in removals] == [(rule, line)]
+    assert body_text(page).count("town council") == 2
+    kept, removed = clean_lines([PARA, line], rules, "news.example.org")
+    assert kept == [PARA] and [r.rule for r in removed] == [rule]
+
+
+@pytest.mark.parametrize("sentence", [
+    "The county accepted a donation of 40 acres for the new park, officials said on Tuesday.",
+    "This reporting was made possible by a grant from the Knight Foundation.",
+    "Readers like you wrote to the council to complain about the potholes on Main Street.",
+    "ProPublica is a nonprofit newsroom that investigates abuses of power.",
+    "If you value your privacy, turn off location tracking before you give your phone to a repair shop.",
+    "News coverage of the trial was limited by the judge, who barred cameras from the courtroom.",
+    "Der Kreis nahm eine Spende von 5000 Euro für das Tierheim an, sagte der Landrat.",
+    "Die Berichterstattung über den Prozess war umfangreich, sagte der Richter.",
+    "La mairie a accepté un don de la fondation pour rénover l'école.",
+    "El ayuntamiento aceptó una donación de terrenos para el nuevo parque.",
+    "Sigue la cobertura del juicio con atención, dijo el abogado.",
+])
+def test_news_about_donations_and_coverage_stays(rules, sentence):
+    page = page_of(f"<article><p>{PARA}</p><p>{sentence}</p></article>")
+    assert clean_tree(page, rules) == []
+    assert clean_lines([sentence], rules, "news.example.org")[0] == [sentence]

@@ -258,3 +258,24 @@ def test_combine_body_notices_first_holder_wins_and_licence_order_is_by_source()
     info = combine(ev, (), site_name="WXYZ Public Radio")
     assert (info.holder, info.source, info.syndicated) == ("WXYZ Public Radio", "footer", False)
     assert combine(tree_evidence(_page()), ()) == CopyrightInfo()
+
+
+def test_article_evidence_beats_site_meta_and_footer():
+    """Issue 12 (correcting issue 3's order): a daily republishing wire copy names itself in
+    <meta name="copyright"> and the footer on every page; the story's own notice names the wire. Evidence
+    attached to the article (body line, republication credit) wins; the site's evidence only when the
+    article says nothing."""
+    meta = '<meta name="copyright" content="Copyright 2026 WXYZ Public Radio">'
+    p = _page(SITE + meta, "<article><p>Story.</p></article>" + FOOTER)
+    info = _find(p, ["Copyright 2026 The Associated Press. All rights reserved."])
+    assert (info.holder, info.year, info.source, info.syndicated) == ("The Associated Press", 2026, "body_line", True)
+    info = _find(p, ["This article first appeared on The Open Ledger and is republished here under a "
+                     "Creative Commons license."])
+    assert (info.holder, info.source, info.syndicated) == ("The Open Ledger", "body_line", True)
+    # nothing attached to the article: the site's meta decides, and it is the site's own story
+    info = _find(p)
+    assert (info.holder, info.source, info.syndicated) == ("WXYZ Public Radio", "meta", False)
+    # the JSON-LD of the article node is article evidence too, and comes first
+    ld = {"@type": "NewsArticle", "headline": "H", "copyrightHolder": {"@type": "Organization", "name": "Reuters"}}
+    info = _find(_page(SITE + meta, FOOTER, jsonld=[ld]), ["Copyright 2026 The Associated Press."])
+    assert (info.holder, info.source, info.syndicated) == ("Reuters", "jsonld", True)
