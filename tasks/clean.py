@@ -528,17 +528,39 @@ _WS = re.compile(r"\s+")
 _BLOCK_TAGS = ("p", "div", "li", "section", "aside", "h1", "h2", "h3", "h4", "h5", "h6", "figcaption",
                "blockquote", "td", "header", "footer", "figure", "dd", "dt", "ul", "ol", "center", "article")
 _BLOCK_MAX_CHARS = 600  # longest block any phrase rule may remove
-_BLOCKS_XPATH = etree.XPath(  # a union of paths is much faster in libxml2 than one predicate of self:: tests
-    "(" + " | ".join(f"//body//{t}" for t in _BLOCK_TAGS) + ")"
-    f"[string-length(normalize-space(.)) <= {max(RECURRING_MAX_CHARS, _BLOCK_MAX_CHARS)}]"
-)
+_BLOCK_TEXT_MAX = max(RECURRING_MAX_CHARS, _BLOCK_MAX_CHARS)  # longer blocks are not Blocks
 _BODY_LEN = etree.XPath("string-length(normalize-space(//body))")
-_P_TEXT = etree.XPath("//p//text()")
+# Text under a <p>. Not "//p//text()": libxml2 merges the text nodes of every <p> into the result with a
+# duplicate check against all nodes so far, which is quadratic in the number of paragraphs (100,000
+# <p> took 18 s); one descendant walk with an ancestor test is linear (0.3 s) and selects the same nodes.
+_P_TEXT = etree.XPath("//text()[ancestor::p]")
+_P_TEXT_IN = etree.XPath(".//text()[ancestor::p]")
+_XML_WS = re.compile(r"[ \t\r\n]+")  # the whitespace of XPath's normalize-space()
+
+
+def _p_text_len(root) -> int:
+    """Characters of text under a <p>, the same as ``sum(len(t) for t in root.xpath("//p//text()"))``."""
+    return sum(len(t) for t in _P_TEXT(root))
+
+
+def _p_text_len_in(el) -> int:
+    """``el.xpath(".//p//text()")`` summed, in linear time: text under a <p> that is inside ``el``."""
+    if el.tag != "p" and next(el.iterancestors("p"), None) is None:  # every <p> above a text of el is in el
+        return sum(len(t) for t in _P_TEXT_IN(el))
+    total = 0  # el sits in a <p> itself (rare): count the outermost <p> below el
+    for p in el.iterdescendants("p"):
+        for a in p.iterancestors():
+            if a is el:
+                total += sum(len(t) for t in p.itertext())
+                break
+            if a.tag == "p":
+                break
+    return total
 
 
 def page_text_length(page: ParsedPage) -> int:
     """The page's text size for share guards: its paragraph text, or all body text when it has few <p>."""
-    p_len = sum(len(t) for t in _P_TEXT(page.tree))
+    p_len = _p_text_len(page.tree)
     return p_len if p_len >= 200 else int(_BODY_LEN(page.tree) or 0)
 
 
@@ -562,12 +584,44 @@ class Block:
     key: str | None  # fingerprint when the block is recurring-eligible (20..400 chars), else None
 
 
+def _block_elements(root):
+    """``//body//p | //body//div | …`` (every tag of :data:`_BLOCK_TAGS`) in document order. One tree walk:
+    libxml2 evaluates a union by merging node sets with a duplicate check, quadratic when two of the
+    sets are large (50,000 <p> in 50,000 <div>)."""
+    for body in root.iter("body"):
+        if next(body.iterancestors("body"), None) is None:  # a nested body's blocks come with the outer one
+            yield from body.iterdescendants(*_BLOCK_TAGS)
+
+
+def _short_blocks(root, limit: int) -> list[tuple[object, str]]:
+    """``(element, text_content())`` of the block elements whose ``string-length(normalize-space(.))`` is
+    at most ``limit``, in document order. Innermost first: a block around a longer one is long as well, so
+    it is marked without reading its text (a chain of nested blocks around an article reads the article
+    once, not once per level)."""
+    els = list(_block_elements(root))
+    long: set = set()
+    texts: list[str | None] = [None] * len(els)
+    for i in range(len(els) - 1, -1, -1):  # descendants come after their ancestors in document order
+        el = els[i]
+        if el in long:
+            continue
+        text = el.text_content()
+        if len(text) > limit and len(_XML_WS.sub(" ", text).strip(" ")) > limit:
+            for a in el.iterancestors(*_BLOCK_TAGS):  # each element is marked once: linear overall
+                if a in long:
+                    break
+                long.add(a)
+            continue
+        texts[i] = text
+    return [(el, t) for el, t in zip(els, texts) if t is not None]
+
+
 def text_blocks(page: ParsedPage) -> list[Block]:
     """Short block elements of the page in document order (nested blocks included, outermost first),
     with their normalised text and fingerprint. Compute this on the untouched tree."""
     out: list[Block] = []
-    for el in _BLOCKS_XPATH(page.tree):
-        text = normalize_text(el.text_content())
+    for el, raw in _short_blocks(page.tree, _BLOCK_TEXT_MAX):
+        text = normalize_text(raw)
         if not text:
             continue
         key = block_fingerprint(text) if RECURRING_MIN_CHARS <= len(text) <= RECURRING_MAX_CHARS else None
@@ -621,9 +675,7 @@ def _holds_article(el, stats: _PageStats) -> bool:
     if text_len > 600 and text_len > 0.6 * stats.body_len:
         return True
     if stats.p_len > 300:
-        p_len = sum(len(t) for t in el.xpath(".//p//text()"))
-        if tag == "p":
-            p_len = len(el.text_content())
+        p_len = len(el.text_content()) if tag == "p" else _p_text_len_in(el)
         if p_len > 0.4 * stats.p_len and p_len > 300:
             return True
     return False
@@ -645,7 +697,7 @@ def clean_tree(page: ParsedPage, rules: RuleSet, recurring: frozenset[str] = fro
     comp = _compiled(rules, domain_of(page.url) if page.url else None)
     if blocks is None:
         blocks = text_blocks(page)
-    stats = _PageStats(body_len=int(_BODY_LEN(root) or 0), p_len=sum(len(t) for t in _P_TEXT(root)))
+    stats = _PageStats(body_len=int(_BODY_LEN(root) or 0), p_len=_p_text_len(root))
     removals: list[Removal] = []
 
     # 1. element rules: class/id tokens, tags, XPath/CSS
