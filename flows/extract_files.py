@@ -24,13 +24,16 @@ def extract_paths(paths: Iterable[str], *, url: str | None = None,
     from newsmill.tasks.fetch import decode_body
     from newsmill.tasks.clean import load_rules
     from newsmill.tasks.config import ExtractSettings, load_settings
-    from newsmill.tasks.extract import extract_page
+    from newsmill.tasks.budget import extract_pages_budgeted
 
     rules = load_rules()
     try:
         settings = load_settings().extract
     except NewsmillError:
         settings = ExtractSettings()
+
+    def extract_page(html, page_url, **kw):  # each page within extract.page_timeout_s (extract_timeout)
+        return extract_pages_budgeted([(page_url, html)], **kw)[0]
     paths = [Path(p) for p in paths]
     if url and len([p for p in paths if not _is_warc(p)]) > 1:
         raise NewsmillError("--url names one page: give a single .html file with it")

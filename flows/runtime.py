@@ -102,11 +102,13 @@ def extractor_version(rules) -> str:
 
 
 def extract_batch(pages, rules, settings, history):
-    """:func:`tasks.extract.extract_batch`, imported where it runs: the flow process hands batches to
-    the pool without importing the extraction stack (trafilatura & co., ~0.3 s of CPU) itself."""
-    from newsmill.tasks.extract import extract_batch as extract
+    """:func:`tasks.extract.extract_batch` within ``settings.page_timeout_s`` per page
+    (:func:`tasks.budget.extract_batch_budgeted`: a page over it is an ``extract_timeout`` result, this
+    worker goes on), imported where it runs: the flow process hands batches to the pool without importing
+    the extraction stack (trafilatura & co., ~0.3 s of CPU) itself."""
+    from newsmill.tasks.budget import extract_batch_budgeted
 
-    return extract(pages, rules=rules, settings=settings, history=history)
+    return extract_batch_budgeted(pages, rules=rules, settings=settings, history=history)
 
 
 def _worker_init() -> None:  # pragma: no cover - runs in the child

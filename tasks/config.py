@@ -70,6 +70,7 @@ class ExtractSettings:
     recurring_min_pages: int = 3  # a block seen on this many distinct articles of one host is boilerplate
     favor_precision: bool = True
     language_min_chars: int = 40
+    page_timeout_s: float = 30.0  # time budget of one page's extraction (0: none); over it: extract_timeout
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def _validate(s: Settings) -> None:
     e = s.extract
     if e.workers < 1 or e.batch_size < 1 or e.recurring_min_pages < 2:
         raise ConfigError("extract: workers and batch_size must be >= 1, recurring_min_pages >= 2")
+    if e.page_timeout_s < 0:
+        raise ConfigError(f"extract.page_timeout_s: must be >= 0 (0: no budget), got {e.page_timeout_s!r}")
     if s.runner.task_runner not in ("threads", "dask"):
         raise ConfigError(f"runner.task_runner: expected 'threads' or 'dask', got {s.runner.task_runner!r}")
     if s.runner.max_workers < 1:

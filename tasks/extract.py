@@ -49,7 +49,8 @@ from newsmill.tasks.parse import ParsedPage, ParseError, parse_html
 from newsmill.tasks.records import Article, ExtractResult, Removal
 from newsmill.tasks.urls import article_id, domain_of
 
-__all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "extract_batch", "extract_page", "extractor_version"]
+__all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "batch_steps", "extract_batch", "extract_page",
+           "extractor_version"]
 
 MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
 _TRAILING_LINES = 4  # how far from the end of the text a copyright line is looked for
@@ -301,34 +302,50 @@ def extract_page(html: str | bytes, url: str, *, rules: RuleSet, settings: Extra
 def extract_batch(pages: list[tuple[str, str | bytes]], *, rules: RuleSet, settings: ExtractSettings,
                   history: dict[str, frozenset[str]] | None = None) -> list[ExtractResult]:
     """Extract a batch of ``(url, html)`` pages, learning recurring blocks per host across the batch
-    (plus ``history[domain]`` from earlier runs). Results are in input order."""
+    (plus ``history[domain]`` from earlier runs). Results are in input order. No time budget: see
+    :func:`tasks.budget.extract_batch_budgeted` for the one every flow uses."""
+    return [step[2] for step in batch_steps(pages, rules=rules, settings=settings, history=history)
+            if step[0] == "result"]
+
+
+def batch_steps(pages: list[tuple[str, str | bytes]], *, rules: RuleSet, settings: ExtractSettings,
+                history: dict[str, frozenset[str]] | None = None,
+                learned: dict[str, frozenset[str]] | None = None):
+    """:func:`extract_batch` step by step, for a supervisor that times each page (:mod:`tasks.budget`).
+
+    Yields ``("prepared", i, None)`` after page ``i``'s first pass (parse, metadata, blocks), then
+    ``("learned", None, learned)`` (recurring blocks per host; ``learned`` given: not learned again), then
+    ``("result", i, ExtractResult)`` for every page in input order."""
     from newsmill.tasks.recurring import learn_recurring, page_signature
 
     prepared: list[_Prepared | ExtractResult] = []
     signatures = []
-    for url, html in pages:
+    for i, (url, html) in enumerate(pages):
         try:
             page = parse_html(html, url)
         except ParseError as exc:
             prepared.append(ExtractResult(url=url, article=None, outcome="parse_error", error=str(exc)))
+            yield "prepared", i, None
             continue
         try:
             prep = _prepare(page, rules, html)
-            canonical = prep.metadata.canonical_url or url
-            signatures.append(page_signature(page, prep.blocks, domain=domain_of(url),
-                                             identity=article_id(canonical)))
+            if learned is None:
+                canonical = prep.metadata.canonical_url or url
+                signatures.append(page_signature(page, prep.blocks, domain=domain_of(url),
+                                                 identity=article_id(canonical)))
             prepared.append(prep)
         except Exception as exc:  # noqa: BLE001
             prepared.append(_failed(url, exc))
-    learned = learn_recurring(signatures, settings.recurring_min_pages, history)
-    results: list[ExtractResult] = []
-    for (url, _html), item in zip(pages, prepared):
-        if isinstance(item, ExtractResult):
-            results.append(item)
-            continue
-        try:
-            results.append(_extract_prepared(item, url, rules=rules, settings=settings,
-                                             recurring=learned.get(domain_of(url), frozenset())))
-        except Exception as exc:  # noqa: BLE001
-            results.append(_failed(url, exc))
-    return results
+        yield "prepared", i, None
+    if learned is None:
+        learned = learn_recurring(signatures, settings.recurring_min_pages, history)
+    yield "learned", None, learned
+    for i, ((url, _html), item) in enumerate(zip(pages, prepared)):
+        if not isinstance(item, ExtractResult):
+            try:
+                item = _extract_prepared(item, url, rules=rules, settings=settings,
+                                         recurring=learned.get(domain_of(url), frozenset()))
+            except Exception as exc:  # noqa: BLE001
+                item = _failed(url, exc)
+        prepared[i] = None  # the tree is no longer needed
+        yield "result", i, item

@@ -32,6 +32,7 @@ OUTCOMES = (
     "network_error",
     "parse_error",
     "no_article",
+    "extract_timeout",
 )
 Outcome = Literal[
     "ok",
@@ -47,6 +48,7 @@ Outcome = Literal[
     "network_error",
     "parse_error",
     "no_article",
+    "extract_timeout",
 ]
 
 BOILERPLATE_KINDS = (
@@ -177,7 +179,7 @@ class ExtractResult:
     url: str
     article: Article | None
     removals: tuple[Removal, ...] = ()
-    outcome: str = "ok"  # "ok" | "no_article" | "parse_error"
+    outcome: str = "ok"  # "ok" | "no_article" | "parse_error" | "extract_timeout"
     error: str | None = None
     block_hashes: tuple[str, ...] = field(default=())  # fingerprints of text blocks (recurring learning)
 

@@ -149,3 +149,58 @@ def charset_warc(path: Path, base: str = "https://www.hostile.example") -> tuple
     cases = [good[0], *charset_cases(), good[1]]
     write_warc(path, [(base + c.path, c.content_type, c.body) for c in cases])
     return path, cases
+
+
+# ---------------------------------------------------------------------------------------------- huge pages
+# (issue 15 item 4, helper 15b): pages under the 10 MB body cap whose structure makes extraction slow —
+# many blocks (quadratic XPath unions in libxml2), one element with a huge attribute count (libxml2's
+# duplicate-attribute check is quadratic while parsing), deep nesting (libxml2 caps depth at 255).
+
+
+def _page(body: str, title: str = "A very long page") -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+            f"<body><article><h1>{title}</h1>{body}</article></body></html>")
+
+
+def many_blocks(n: int, block: str = "<p>x</p>") -> str:
+    """``n`` copies of ``block`` in one article (100,000 ``<p>x</p>`` is 0.8 MB)."""
+    return _page(block * n)
+
+
+def many_wrapped_blocks(n: int) -> str:
+    """``n`` paragraphs, each in its own ``<div>``: two large node sets of block tags."""
+    return _page("<div><p>x</p></div>" * n)
+
+
+def many_attributes(n: int) -> str:
+    """One element with ``n`` attributes (200,000 is 2.3 MB)."""
+    attrs = " ".join(f'data-a{i}="v"' for i in range(n))
+    return _page(f"<div {attrs}>Council harbour budget.</div>")
+
+
+def deep_nesting(depth: int, inner: str = "<p>Council harbour budget, winter festival.</p>", n: int = 1,
+                 tag: str = "div") -> str:
+    """``inner`` (``n`` times) inside ``depth`` nested ``tag`` elements."""
+    return _page(f"<{tag}>" * depth + inner * n + f"</{tag}>" * depth)
+
+
+def nested_long_article(depth: int, paragraphs: int, seed: int = 0) -> str:
+    """A real-looking article (``paragraphs`` paragraphs of ~45 words) inside ``depth`` nested sections,
+    each with a short caption of its own: every level is a block, only the innermost paragraphs are short."""
+    rng = random.Random(seed)
+    paras = "".join("<p>" + " ".join(rng.choice(WORDS) for _ in range(45)).capitalize() + ".</p>"
+                    for _ in range(paragraphs))
+    opens = "".join(f'<section class="level-{i}"><h2>Part {i}</h2>' for i in range(depth))
+    return _page(opens + paras + "</section>" * depth)
+
+
+def story(url: str, marker: str, seed: int = 0) -> str:
+    """An ordinary article to go in a batch with the huge pages: ``marker`` is a word of its third
+    paragraph, the rest varies with ``seed``."""
+    rng = random.Random(seed)
+    paras = "\n".join("<p>" + " ".join(rng.choice(WORDS) for _ in range(45)).capitalize()
+                      + (f" {marker}" if i == 2 else "") + ".</p>" for i in range(5))
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Story {seed}</title>
+<link rel="canonical" href="{url}"></head><body><header><a href="/">The Harbour Courier</a></header>
+<article><h1>Story {seed}</h1>{paras}</article>
+<footer><p>&copy; 2025 The Harbour Courier</p></footer></body></html>"""

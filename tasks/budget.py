@@ -1,0 +1,220 @@
+"""A time budget per page: ``extract.page_timeout_s`` bounds the extraction of every page, trafilatura's
+and lxml's C code included.
+
+A Python-level check (or a ``SIGALRM`` handler) cannot stop a single long C call: libxml2 parsing an
+element with 200,000 attributes, or evaluating trafilatura's ``//p//text()`` over 100,000 paragraphs, runs
+for minutes without returning to the interpreter. So a batch is extracted in a child process that reports
+each step (:func:`tasks.extract.batch_steps`); this process times every page (its first pass plus its
+extraction) and, when a page runs over, kills the child with ``SIGKILL`` and starts another one for the
+pages still to do. The page becomes an ``extract_timeout`` result (a ``pages`` row with the reason), the
+batch goes on, and the calling process (an extraction worker, or the flow process with ``workers = 1``)
+is untouched and keeps working. A child that dies (segfault, OOM kill) costs its current page the same way
+(``no_article``, "extraction process died …").
+
+The child is a plain ``fork`` of a single-threaded caller (a pool worker: the extraction stack is already
+loaded, nothing to pickle, ~ms); a multi-threaded caller (the flow process running extraction inline) asks
+the multiprocessing forkserver for it instead, as forking a threaded process can deadlock the child. The
+child also takes the batch's memory with it when it exits.
+
+Public API: :func:`extract_batch_budgeted`, :func:`extract_pages_budgeted`, :data:`TIMEOUT_OUTCOME`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+from newsmill.tasks.records import ExtractResult
+
+__all__ = ["TIMEOUT_OUTCOME", "extract_batch_budgeted", "extract_pages_budgeted"]
+
+TIMEOUT_OUTCOME = "extract_timeout"
+log = logging.getLogger(__name__)
+
+
+def _child_main(conn, pages, rules, settings, history, learned) -> None:  # pragma: no cover - in the child
+    """Run :func:`tasks.extract.batch_steps` and send every step to the supervisor."""
+    from newsmill.tasks.extract import batch_steps
+
+    conn.send(("ready", None, None))  # the clock of the first page starts now, not at process start
+    for step in batch_steps(pages, rules=rules, settings=settings, history=history, learned=learned):
+        conn.send(step)
+    conn.send(("done", None, None))
+    conn.close()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - in the child
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _load_stack() -> None:
+    """Import everything a page needs before forking, so no child pays for it on the clock (a pool worker
+    already has it from the forkserver's preload: then this is a few dict lookups)."""
+    import newsmill.tasks.copyright  # noqa: F401
+    import newsmill.tasks.metadata  # noqa: F401
+    import newsmill.tasks.preload  # noqa: F401  (tasks.extract, trafilatura, lxml, the language model)
+    import newsmill.tasks.recurring  # noqa: F401
+
+
+class _Child:
+    """One extraction child process and the read end of its step pipe."""
+
+    def __init__(self, pages, rules, settings, history, learned):
+        read, write = multiprocessing.Pipe(duplex=False)
+        self.conn = read
+        self.proc = None
+        self.pid = None
+        if threading.active_count() == 1 or multiprocessing.current_process().daemon:
+            _load_stack()
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - in the child
+                code = 0
+                try:
+                    read.close()
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    _die_with_parent()
+                    if os.getppid() != parent:
+                        os._exit(0)
+                    _child_main(write, pages, rules, settings, history, learned)
+                except BaseException:  # noqa: BLE001 - the supervisor sees the pipe close
+                    code = 70
+                finally:
+                    os._exit(code)
+            self.pid = pid
+        else:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["newsmill.tasks.preload"])  # as flows.runtime's pool (no-op once started)
+            self.proc = ctx.Process(target=_child_main, args=(write, pages, rules, settings, history, learned),
+                                    name="newsmill-extract", daemon=True)
+            self.proc.start()
+            self.pid = self.proc.pid
+        write.close()
+
+    def recv(self, timeout: float):
+        """The next step, ``"timeout"`` when none came within ``timeout`` seconds, ``"dead"`` at EOF."""
+        try:
+            if not self.conn.poll(max(timeout, 0.0)):
+                return "timeout"
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return "dead"
+
+    def status(self) -> str:
+        """How the child ended (reaped here)."""
+        if self.proc is not None:
+            self.proc.join(5)
+            code = self.proc.exitcode
+            return f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        try:
+            _, st = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return "unknown status"
+        if os.WIFSIGNALED(st):
+            return f"signal {os.WTERMSIG(st)}"
+        return f"exit status {os.WEXITSTATUS(st)}"
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.status()
+        self.conn.close()
+
+
+def _run(pages, rules, settings, history, learned, timeout: float) -> list[ExtractResult]:
+    results: list[ExtractResult | None] = [None] * len(pages)
+    todo = list(range(len(pages)))
+    while todo:
+        child = _Child([pages[i] for i in todo], rules, settings, history, learned)
+        spent: dict[int, float] = {}  # local index -> seconds of its first pass
+        phase, cur = "prepare", 0  # the step the child is on, and its page (local index)
+        last = time.monotonic()
+        while True:
+            allowed = timeout - (spent.get(cur, 0.0) if phase == "extract" else 0.0)
+            step = child.recv(last + allowed - time.monotonic())
+            now = time.monotonic()
+            if step == "timeout" or step == "dead":
+                break
+            kind, j, value = step
+            if kind == "ready":
+                pass
+            elif kind == "prepared":
+                spent[j] = now - last
+                cur = j + 1
+            elif kind == "learned":
+                learned = value
+                phase, cur = "extract", 0
+            elif kind == "result":
+                results[todo[j]] = value
+                cur = j + 1
+            else:  # done
+                break
+            last = now
+        if step == "timeout":
+            child.kill()
+            how = f"exceeded extract.page_timeout_s = {timeout:g} s"
+        elif step == "dead":
+            how = f"extraction process died ({child.status()})"
+            child.conn.close()
+        else:
+            child.status()
+            child.conn.close()
+        if step in ("timeout", "dead"):
+            if phase == "extract" and cur >= len(todo):  # every result is in: nothing to blame
+                pass
+            elif phase == "prepare" and cur >= len(todo):  # learning recurring blocks overran: do without
+                log.warning("learning recurring blocks %s; extracting without them", how)
+                learned = {}
+            else:
+                culprit = todo[cur]
+                url = pages[culprit][0]
+                outcome = TIMEOUT_OUTCOME if step == "timeout" else "no_article"
+                stage = "first pass" if phase == "prepare" else "extraction"
+                results[culprit] = ExtractResult(url=url, article=None, outcome=outcome,
+                                                 error=f"{how} ({stage})")
+                log.warning("%s: %s (%s)", url, how, stage)
+        elif any(results[i] is None for i in todo):  # pragma: no cover - "done" before every result
+            for i in todo:
+                if results[i] is None:
+                    results[i] = ExtractResult(url=pages[i][0], article=None, outcome="no_article",
+                                               error="extraction process ended without a result")
+        todo = [i for i in todo if results[i] is None]
+    return results  # type: ignore[return-value]
+
+
+def extract_batch_budgeted(pages: list[tuple[str, str | bytes]], *, rules, settings,
+                           history: dict[str, frozenset[str]] | None = None) -> list[ExtractResult]:
+    """:func:`tasks.extract.extract_batch` with ``settings.page_timeout_s`` per page (0: no budget, in
+    this process). Results are in input order; a page over its budget is an ``extract_timeout`` result."""
+    timeout = settings.page_timeout_s
+    if not pages:
+        return []
+    if not timeout:
+        from newsmill.tasks.extract import extract_batch
+
+        return extract_batch(pages, rules=rules, settings=settings, history=history)
+    return _run(pages, rules, settings, history, None, timeout)
+
+
+def extract_pages_budgeted(pages: list[tuple[str, str | bytes]], *, rules, settings) -> list[ExtractResult]:
+    """Pages extracted on their own, as :func:`tasks.extract.extract_page` does (no recurring blocks
+    learned across them), each within ``settings.page_timeout_s``."""
+    timeout = settings.page_timeout_s
+    if not pages:
+        return []
+    if not timeout:
+        from newsmill.tasks.extract import extract_page
+
+        return [extract_page(html, url, rules=rules, settings=settings) for url, html in pages]
+    return _run(pages, rules, settings, None, {}, timeout)
