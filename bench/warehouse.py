@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from newsmill.warehouse.catalog import connect  # noqa: E402
 from newsmill.warehouse.compact import compact  # noqa: E402
 from newsmill.warehouse.schema import ARTICLE_VERSIONS, file_metadata  # noqa: E402
-from newsmill.warehouse.store import current_generation, ensure_meta, ensure_tables, staging_dir, stats_columns  # noqa: E402
+from newsmill.warehouse.files import current_generation, ensure_meta, ensure_tables, staging_dir, stats_columns  # noqa: E402
 
 QUERIES = {
     "count by day and site": """SELECT CAST(published_at AS DATE) AS day, site_name, count(*) AS n

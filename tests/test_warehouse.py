@@ -24,7 +24,8 @@ from newsmill.tasks.urls import article_id
 from newsmill.warehouse.catalog import VIEW_NAMES, connect, views_sql
 from newsmill.warehouse.compact import compact, delete_url
 from newsmill.warehouse.schema import SCHEMA_VERSION, SCHEMAS
-from newsmill.warehouse.store import Warehouse, sanitize
+from newsmill.warehouse.files import sanitize
+from newsmill.warehouse.store import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -509,7 +510,7 @@ def test_consolidate_leaves_one_file_per_partition_and_keeps_resume_state(tmp_pa
 def test_merge_files_streams_row_groups_and_conforms_schemas(tmp_path, monkeypatch):
     """Consolidation streams: rows of several files (one missing a column, one with an extra column)
     come out in file order in one file of several row groups, never as one table in memory."""
-    import newsmill.warehouse.compact as wc
+    import newsmill.warehouse.merge as wc
     from newsmill.warehouse.schema import to_table
 
     (tmp_path / "in").mkdir()

@@ -14,7 +14,7 @@ derived
     ``copyright_by_holder`` articles, domains, years, syndication per copyright holder
 
 A connection reads one *snapshot*: the table symlinks are resolved when it is created, so compaction
-or a takedown running meanwhile is invisible to it (see ``warehouse/store.py``). Columns missing from
+or a takedown running meanwhile is invisible to it (see ``warehouse/files.py``). Columns missing from
 every file (older schema) are filled with typed NULLs; a table without files is an empty typed view.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from newsmill.warehouse.schema import BOILERPLATE_NONE, SCHEMAS, TABLES, duckdb_type
-from newsmill.warehouse.store import current_generation, parquet_files, staging_dir
+from newsmill.warehouse.files import current_generation, parquet_files, staging_dir
 
 __all__ = ["connect", "views_sql", "write_views_sql", "VIEW_NAMES"]
 

@@ -35,111 +35,23 @@ import pyarrow.parquet as pq
 from newsmill.tasks.errors import WarehouseError
 from newsmill.tasks.urls import article_id as make_article_id
 from newsmill.warehouse.schema import SCHEMAS, TABLES
-from newsmill.warehouse.store import (
+from newsmill.warehouse.catalog import connect
+from newsmill.warehouse.files import (
     GENERATION_GRACE_S,
-    Warehouse,
     current_generation,
+    finish_generation,
     fsync_dir,
-    gc_generations,
     generations,
+    link_file,
     new_generation_dir,
-    staged_file,
     staging_dir,
-    stats_columns,
-    swap_generation,
     utcnow,
-    with_file_metadata,
     write_file_atomic,
 )
+from newsmill.warehouse.merge import compact_locked, read_file
+from newsmill.warehouse.store import Warehouse
 
 __all__ = ["compact", "delete_url"]
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-        with open(dst, "rb") as f:
-            os.fsync(f.fileno())
-
-
-def _partitions(gen: Path) -> dict[str, list[Path]]:
-    out: dict[str, list[Path]] = {}
-    for p in sorted(gen.glob("*/*.parquet")):
-        out.setdefault(p.parent.name, []).append(p)
-    return out
-
-
-def _conform(table: str, tbl: pa.Table) -> pa.Table:
-    """Current schema column order (missing columns as NULL), unknown extra columns kept at the end."""
-    schema = SCHEMAS[table]
-    cols, fields = [], []
-    for f in schema:
-        if f.name in tbl.column_names:
-            c = tbl.column(f.name)
-            try:
-                c = c.cast(f.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                f = pa.field(f.name, c.type)
-        else:
-            c = pa.nulls(tbl.num_rows, type=f.type)
-        cols.append(c)
-        fields.append(pa.field(f.name, c.type))
-    for name in tbl.column_names:
-        if name not in schema.names and name != "date":
-            cols.append(tbl.column(name))
-            fields.append(pa.field(name, tbl.column(name).type))
-    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
-
-
-def _read(path: Path) -> pa.Table:
-    return pq.read_table(path, partitioning=None)
-
-
-def _align(tbl: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``tbl`` with exactly ``schema``'s columns, in order (cast; absent ones NULL)."""
-    cols = [tbl.column(f.name).cast(f.type) if f.name in tbl.column_names else pa.nulls(tbl.num_rows, f.type)
-            for f in schema]
-    return pa.Table.from_arrays(cols, schema=schema)
-
-
-MERGE_BUFFER_BYTES = 64 * 2**20  # rows buffered per row group while merging (memory stays flat)
-MERGE_BATCH_ROWS = 8192  # rows read at a time
-
-
-def merge_files(root: Path, table: str, files: list[Path], dest: Path) -> int:
-    """Stream the rows of ``files`` (conformed to the current schema, in file order) into one Parquet
-    file at ``dest``, atomically; returns the row count. Reads record batches and writes row groups of
-    about ``MERGE_BUFFER_BYTES``, so merging a night's partition does not hold it in memory."""
-    schemas = [_conform(table, pq.read_schema(f).empty_table()).schema for f in files]
-    schema = with_file_metadata(table, pa.unify_schemas(schemas, promote_options="permissive"))
-    rows = 0
-    with staged_file(root, dest) as fh:
-        with pq.ParquetWriter(fh, schema, compression="zstd",
-                              write_statistics=stats_columns(table, schema.empty_table())) as writer:
-            buf: list[pa.Table] = []
-            size = 0
-            for f in files:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=MERGE_BATCH_ROWS):
-                    buf.append(_align(_conform(table, pa.Table.from_batches([batch])), schema))
-                    size += batch.nbytes
-                    rows += batch.num_rows
-                    if size >= MERGE_BUFFER_BYTES:
-                        writer.write_table(pa.concat_tables(buf))
-                        buf, size = [], 0
-            if buf:
-                writer.write_table(pa.concat_tables(buf))
-    return rows
-
-
-def _finish_generation(root: Path, table: str, new_gen: Path) -> None:
-    for d in new_gen.iterdir():
-        if d.is_dir():
-            fsync_dir(d)
-    fsync_dir(new_gen)
-    swap_generation(root, table, new_gen)
 
 
 def compact(
@@ -159,50 +71,6 @@ def compact(
     wh = Warehouse(root)
     with wh.writer("compact-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s=wait_s):
         return compact_locked(wh.root, tables, grace_s=grace_s)
-
-
-def compact_locked(
-    root: Path,
-    tables: Iterable[str],
-    *,
-    partitions: dict[str, set[str]] | None = None,
-    grace_s: float = GENERATION_GRACE_S,
-) -> dict[str, Any]:
-    """The work of :func:`compact`, for a caller that already holds the writer lock. With
-    ``partitions`` (``{table: {"date=...", ...}}``) only those partitions are merged (an ingest run
-    consolidates the partitions it wrote, so a night leaves one file per partition)."""
-    report: dict[str, Any] = {}
-    for t in tables:
-        gen = current_generation(root, t)
-        parts = _partitions(gen) if gen else {}
-        wanted = None if partitions is None else partitions.get(t, set())
-        before = sum(len(v) for v in parts.values())
-        info = {"partitions": len(parts), "merged_partitions": 0, "files_before": before,
-                "files_after": before, "rows": 0, "generation": gen.name if gen else None}
-        if not any(len(v) > 1 and (wanted is None or k in wanted) for k, v in parts.items()):
-            info["removed_generations"] = gc_generations(root, t, grace_s)
-            report[t] = info
-            continue
-        new_gen = new_generation_dir(root, t)
-        after = 0
-        for part, files in parts.items():
-            if len(files) == 1 or (wanted is not None and part not in wanted):
-                for f in files:
-                    _link(f, new_gen / part / f.name)
-                    if partitions is None:
-                        info["rows"] += pq.ParquetFile(f).metadata.num_rows
-                after += len(files)
-                continue
-            name = f"part-compacted-{uuid.uuid4().hex[:12]}.parquet"
-            info["rows"] += merge_files(root, t, files, new_gen / part / name)
-            info["merged_partitions"] += 1
-            after += 1
-        _finish_generation(root, t, new_gen)
-        info["files_after"] = after
-        info["generation"] = new_gen.name
-        info["removed_generations"] = gc_generations(root, t, grace_s)
-        report[t] = info
-    return report
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,8 +126,6 @@ def _isin(tbl: pa.Table, col: str, values: Iterable[str]) -> pa.ChunkedArray:
 def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None) -> dict[str, Any]:
     """Takedown of one article: remove its rows from article_versions, boilerplate, blocks and pages
     (matched by url, final_url, canonical_url and article_id) and its raw WARC records. Returns counts."""
-    from newsmill.warehouse.catalog import connect
-
     wh = Warehouse(root)
     root = wh.root
     report: dict[str, Any] = {"url": url, "rows": {}, "warc_records": 0, "warc_files": 0}
@@ -339,9 +205,9 @@ def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None
             for f, hit in plan:
                 dest = new_gen / f.parent.name / f.name
                 if not hit:
-                    _link(f, dest)
+                    link_file(f, dest)
                     continue
-                tbl = _read(f)
+                tbl = read_file(f)
                 mask = drop_mask(t, tbl)
                 removed += int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
                 tbl = tbl.filter(pc.invert(mask))
@@ -357,7 +223,7 @@ def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None
                     tbl = tbl.set_column(tbl.schema.get_field_index("warc_offset"), "warc_offset", pa.array(offs, pa.int64()))
                 if tbl.num_rows:
                     write_file_atomic(root, t, tbl, new_gen / f.parent.name / f"part-d{uuid.uuid4().hex[:8]}-{f.name.removeprefix('part-')}")
-            _finish_generation(root, t, new_gen)
+            finish_generation(root, t, new_gen)
             report["rows"][t] = removed
             changed.append(t)
 

@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from newsmill.tasks.errors import WarehouseError, WarehouseLocked
 from newsmill.warehouse.schema import SCHEMA_VERSION, SCHEMAS, TABLES
-from newsmill.warehouse.store import _Lock, current_generation, parquet_files, utcnow
+from newsmill.warehouse.files import WriterLock, current_generation, parquet_files, utcnow
 
 __all__ = ["publish", "resolve_filesystem", "read_manifest", "manifest_files", "PublishError", "MANIFEST"]
 
@@ -232,7 +232,7 @@ def _snapshot(root: Path, tables: list[str], all_tables: list[str], base: str, w
     """Under the writer lock: ``({table: (generation name, [files])}, views.sql text)``."""
     from newsmill.warehouse.catalog import views_sql
 
-    lock = _Lock(root, "publish-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s)
+    lock = WriterLock(root, "publish-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s)
     lock.acquire()
     try:
         snap: dict[str, tuple[str | None, list[_File]]] = {}

@@ -1,25 +1,9 @@
-"""Warehouse writes: single-writer lock, atomic Hive-partitioned Parquet files, idempotent batches.
+"""Warehouse writes: the single writer, idempotent batches of rows (files, generations and the lock on
+disk: ``warehouse/files.py``).
 
-Layout under the warehouse root::
-
-    _meta.json                       {"schema_version": N, ...}
-    _lock                            flock()ed by the single writer; holds pid/host/started/run_id
-    _staging/                        files being written (never globbed by readers; cleaned by writers)
-    _data/<table>/g000001/date=YYYY-MM-DD/part-<run_id>-<batch_id>-<uuid>.parquet
-    <table> -> _data/<table>/g000001 relative symlink to the table's *current generation*
-    raw/                             WARC files (tasks/archive.py), referenced by pages.warc_file
-    views.sql                        DuckDB CLI script defining the views (absolute paths)
-
-Every file is written to ``_staging``, flushed + fsynced, ``os.replace``d into its partition
-directory and the directory fsynced, so readers never see a torn file. A batch commits
+A batch commits
 article_versions, boilerplate and blocks first and **pages last**: ``done_batches(run_id)`` (batch ids
 present in pages) therefore only names fully stored batches.
-
-Generations: files are immutable. Compaction and takedowns (``warehouse/compact.py``) build a new
-generation directory (hard links for untouched files, rewritten files for the rest) and atomically swap
-the ``<table>`` symlink. ``catalog.connect`` resolves the symlink once, so a connection reads one
-consistent snapshot — never the merged file *and* its sources, never a gap. Superseded generations are
-removed after a grace period (``GENERATION_GRACE_S``).
 
 Article versions are keyed by ``(article_id, content_hash, extractor_version)``: the same text
 extracted by the same extractor is stored once (reruns and re-fetches add nothing); a reprocess by a
@@ -34,10 +18,7 @@ import dataclasses
 import fcntl
 import json
 import os
-import re
 import shutil
-import socket
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,233 +27,34 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from newsmill.tasks.errors import WarehouseError, WarehouseLocked
 from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
 from newsmill.tasks.urls import article_id as make_article_id
 from newsmill.tasks.urls import domain_of
-from newsmill.warehouse.schema import (
-    BOILERPLATE_NONE,
-    PARTITION_COLUMN,
-    SCHEMA_VERSION,
-    TABLES,
-    file_metadata,
-    from_columns,
-    to_table,
+from newsmill.warehouse.catalog import connect, write_views_sql
+from newsmill.warehouse.files import (
+    WriterLock,
+    current_generation,
+    ensure_meta,
+    ensure_tables,
+    gc_generations,
+    has_files,
+    sanitize,
+    split_by_date,
+    staging_dir,
+    utcnow,
+    write_file_atomic,
 )
+from newsmill.warehouse.merge import compact_locked
+from newsmill.warehouse.schema import BOILERPLATE_NONE, TABLES, from_columns, to_table
 
 __all__ = [
     "Warehouse",
     "WarehouseWriter",
     "BatchStats",
     "ArchivedPage",
-    "BlockRow",
-    "sanitize",
 ]
-
-GENERATION_GRACE_S = 600.0
-_GEN_RE = re.compile(r"^g(\d{6,})$")
-
-
-# ---------------------------------------------------------------------------------------------------
-# small helpers (also used by catalog.py / compact.py)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def sanitize(value: Any, max_len: int = 80) -> str:
-    """A safe single path component from an arbitrary id: ``../../x`` -> ``_.._x`` (no separators, no
-    leading dot, never empty)."""
-    s = re.sub(r"[^A-Za-z0-9._-]", "_", str(value if value is not None else ""))
-    s = s.lstrip(".")[:max_len]
-    return s or "_"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _inside(root: Path, path: Path) -> Path:
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    if os.path.commonpath([real_root, real]) != real_root:
-        raise WarehouseError(f"refusing to write outside the warehouse: {path}")
-    return path
-
-
-def staging_dir(root: Path) -> Path:
-    return root / "_staging"
-
-
-def data_dir(root: Path, table: str) -> Path:
-    return root / "_data" / table
-
-
-def generations(root: Path, table: str) -> list[tuple[int, Path]]:
-    d = data_dir(root, table)
-    if not d.is_dir():
-        return []
-    out = []
-    for p in d.iterdir():
-        m = _GEN_RE.match(p.name)
-        if m and p.is_dir():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def current_generation(root: Path, table: str) -> Path | None:
-    """The real directory of the table's current generation (None when the table was never written)."""
-    link = root / table
-    if not link.is_symlink() and not link.is_dir():
-        return None
-    return Path(os.path.realpath(link))
-
-
-def has_files(root: Path, table: str) -> bool:
-    """Whether the current generation of ``table`` holds at least one Parquet file (no query)."""
-    gen = current_generation(root, table)
-    return gen is not None and next(gen.rglob("*.parquet"), None) is not None
-
-def swap_generation(root: Path, table: str, new_gen: Path) -> Path | None:
-    """Atomically point ``<root>/<table>`` at ``new_gen``; returns the previous generation dir and
-    marks it superseded (for the delayed garbage collection)."""
-    old = current_generation(root, table)
-    tmp = staging_dir(root) / f"{table}.link.{uuid.uuid4().hex[:8]}"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(os.path.relpath(new_gen, root), tmp)
-    os.replace(tmp, root / table)
-    fsync_dir(root)
-    if old is not None and old.is_dir() and old != new_gen:
-        (old / "_superseded").write_text(str(time.time()))
-    return old
-
-
-def new_generation_dir(root: Path, table: str) -> Path:
-    gens = generations(root, table)
-    n = (gens[-1][0] + 1) if gens else 1
-    p = data_dir(root, table) / f"g{n:06d}"
-    p.mkdir(parents=True)
-    return p
-
-
-def gc_generations(root: Path, table: str, grace_s: float = GENERATION_GRACE_S) -> int:
-    """Remove superseded generations older than ``grace_s`` and orphans (newer than the current one,
-    left by a crash mid-compaction). Caller holds the writer lock."""
-    cur = current_generation(root, table)
-    removed = 0
-    now = time.time()
-    for _n, p in generations(root, table):
-        if cur is not None and p == cur:
-            continue
-        marker = p / "_superseded"
-        if marker.exists():
-            try:
-                since = float(marker.read_text() or 0)
-            except ValueError:
-                since = 0.0
-            if now - since < grace_s:
-                continue
-        shutil.rmtree(p, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def parquet_files(gen: Path | None) -> list[Path]:
-    if gen is None or not gen.is_dir():
-        return []
-    return sorted(p for p in gen.glob("*/*.parquet"))
-
-
-# long free-text columns get no min/max statistics (they only bloat every footer)
-_NO_STATS = {"text", "description", "title", "copyright_notice", "error", "parameters", "counts"}
-
-
-def stats_columns(table: str, tbl: pa.Table) -> list[str]:
-    return [c for c in tbl.column_names if c not in _NO_STATS]
-
-
-@contextlib.contextmanager
-def staged_file(root: Path, dest: Path) -> Iterator[Any]:
-    """A binary file handle in staging that becomes ``dest`` (inside the warehouse) when the block ends:
-    fsync, rename, fsync of the directory. On an error the staging file is removed and ``dest`` is
-    untouched."""
-    _inside(root, dest)
-    st = staging_dir(root)
-    st.mkdir(parents=True, exist_ok=True)
-    tmp = st / f"{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, dest)
-    fsync_dir(dest.parent)
-
-
-def with_file_metadata(table: str, schema: pa.Schema) -> pa.Schema:
-    meta = dict(schema.metadata or {})
-    meta.update(file_metadata(table))
-    return schema.with_metadata(meta)
-
-
-def write_file_atomic(root: Path, table: str, tbl: pa.Table, dest: Path) -> Path:
-    """Write ``tbl`` to staging, fsync, rename to ``dest`` (inside the warehouse), fsync its dir."""
-    tbl = tbl.replace_schema_metadata(with_file_metadata(table, tbl.schema).metadata)
-    with staged_file(root, dest) as f:
-        pq.write_table(tbl, f, compression="zstd", write_statistics=stats_columns(table, tbl))
-    return dest
-
-
-def split_by_date(table: str, tbl: pa.Table, default: datetime) -> Iterator[tuple[str, pa.Table]]:
-    col = PARTITION_COLUMN[table]
-    ts = tbl.column(col)
-    ts = pc.fill_null(ts, pa.scalar(default, type=ts.type))
-    days = pc.strftime(ts, format="%Y-%m-%d")
-    for day in sorted(set(days.to_pylist())):
-        yield day, tbl.filter(pc.equal(days, day))
-
-
-def ensure_meta(root: Path) -> None:
-    meta = root / "_meta.json"
-    data: dict[str, Any] = {}
-    if meta.exists():
-        try:
-            data = json.loads(meta.read_text())
-        except ValueError:
-            data = {}
-        stored = data.get("schema_version")
-        if isinstance(stored, int) and stored > SCHEMA_VERSION:
-            raise WarehouseError(
-                f"warehouse {root} has schema version {stored}, newer than this newsmill ({SCHEMA_VERSION})"
-            )
-        if stored == SCHEMA_VERSION:
-            return
-    data.setdefault("created_at", utcnow().isoformat())
-    data["schema_version"] = SCHEMA_VERSION
-    data["tables"] = list(TABLES)
-    tmp = staging_dir(root) / f"_meta.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, meta)
-
-
-def ensure_tables(root: Path) -> None:
-    for t in TABLES:
-        if current_generation(root, t) is None:
-            swap_generation(root, t, new_generation_dir(root, t))
-
 
 # ---------------------------------------------------------------------------------------------------
 # records
@@ -300,74 +82,6 @@ class ArchivedPage:
     warc_length: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BlockRow:
-    domain: str
-    block_hash: str
-    article_id: str
-    content_hash: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------------
-# lock
-
-
-class _Lock:
-    def __init__(self, root: Path, run_id: str, wait_s: float | None):
-        self.path = root / "_lock"
-        self.run_id = run_id
-        self.wait_s = wait_s
-        self.fd: int | None = None
-
-    def _holder(self) -> str:
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}
-        if not info:
-            return "another process"
-        return (
-            f"pid {info.get('pid')} on {info.get('host')} (run {info.get('run_id')}, "
-            f"since {info.get('started')})"
-        )
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + (self.wait_s or 0.0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if self.wait_s is None or time.monotonic() >= deadline:
-                    holder = self._holder()
-                    os.close(fd)
-                    waited = f" after waiting {self.wait_s:g}s" if self.wait_s else ""
-                    raise WarehouseLocked(
-                        f"warehouse {self.path.parent} is locked by {holder}{waited}; "
-                        f"only one writer at a time"
-                    ) from None
-                time.sleep(0.05)
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": utcnow().isoformat(),
-            "run_id": self.run_id,
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        os.fsync(fd)
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, 0)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 # ---------------------------------------------------------------------------------------------------
 # warehouse
 
@@ -389,15 +103,13 @@ class Warehouse:
     def writer(self, run_id: str, *, wait_s: float | None = None) -> Iterator["WarehouseWriter"]:
         """Take the single-writer lock (``<root>/_lock``) for the duration of the block. Raises
         ``WarehouseLocked`` naming the holder (after waiting up to ``wait_s`` seconds when given)."""
-        lock = _Lock(self.root, str(run_id), wait_s)
+        lock = WriterLock(self.root, str(run_id), wait_s)
         lock.acquire()
         try:
             self._prepare()
             yield WarehouseWriter(self, str(run_id))
         finally:
             try:
-                from newsmill.warehouse.catalog import write_views_sql
-
                 write_views_sql(self.root)
             except Exception:  # noqa: BLE001 - views.sql is a convenience; never mask the real error
                 pass
@@ -412,8 +124,6 @@ class Warehouse:
         ensure_tables(self.root)
         for t in TABLES:
             gc_generations(self.root, t)
-        from newsmill.warehouse.catalog import write_views_sql
-
         with contextlib.suppress(OSError):
             write_views_sql(self.root)
 
@@ -427,7 +137,7 @@ class Warehouse:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _Lock(self.root, "", None)._holder()
+            holder = WriterLock(self.root, "", None).holder()
             raise WarehouseLocked(f"warehouse {self.root} is locked by {holder}; only one writer at a time") from None
         finally:
             os.close(fd)
@@ -443,8 +153,6 @@ class Warehouse:
     # -- reading --------------------------------------------------------------------------------
 
     def connect(self):
-        from newsmill.warehouse.catalog import connect
-
         return connect(self.root)
 
     def has_pages(self) -> bool:
@@ -566,8 +274,6 @@ class WarehouseWriter:
 
     def _load_keys(self, domains: set[str]) -> None:
         """Load the stored version keys of ``domains`` not loaded yet (one query per new domain set)."""
-        from newsmill.warehouse.catalog import connect
-
         new = sorted(d for d in domains if d and d not in self._key_domains)
         if not new:
             return
@@ -612,8 +318,6 @@ class WarehouseWriter:
         """Merge the small per-batch files of the partitions this writer touched into one file per
         partition (same atomic generation swap as ``newsmill compact``; readers see no gap or
         duplicate). Called at the end of a run, so a night leaves one file per table partition."""
-        from newsmill.warehouse.compact import compact_locked
-
         touched, self.touched = self.touched, {}
         return compact_locked(self.root, sorted(touched), partitions=touched)
 
