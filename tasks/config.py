@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import ipaddress
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -33,6 +35,21 @@ def resolve_warehouse(warehouse: str | os.PathLike | None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return Path.cwd().resolve() / "data"
+
+
+def existing_warehouse(warehouse: str | os.PathLike | None) -> Path:
+    """:func:`resolve_warehouse` for the commands that work on a warehouse already there (compact, delete,
+    publish, reprocess, reset-fetch-state): a missing directory, or one that no run ever wrote (no
+    ``_meta.json``), is a ``WarehouseError`` instead of a new warehouse created by a typo."""
+    from newsmill.tasks.errors import WarehouseError
+
+    root = resolve_warehouse(warehouse)
+    if not root.is_dir():
+        raise WarehouseError(f"no warehouse at {root} (check --warehouse / $NEWSMILL_WAREHOUSE; "
+                             f"`newsmill ingest` creates one)")
+    if not (root / "_meta.json").is_file():  # written by the first writer (warehouse/files.py ensure_meta)
+        raise WarehouseError(f"{root} is not a newsmill warehouse (no _meta.json)")
+    return root
 
 DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
 DEFAULT_SOURCES_FILE = CONFIG_DIR / "sources.toml"
@@ -60,6 +77,7 @@ class FetchSettings:
     archive_warc: bool = True  # append every successful response to WARC files in the warehouse
     max_sitemap_depth: int = 3
     max_sitemap_bytes: int = 50_000_000  # cap on decompressed sitemap size (.xml.gz)
+    max_sitemaps: int = 200  # sitemap documents fetched per source per run (an index's fan-out is capped too)
     ca_bundle: str = ""  # PEM file of CA certificates to trust for HTTPS instead of certifi's ("": certifi)
 
 
@@ -77,6 +95,13 @@ class ExtractSettings:
 class ScheduleSettings:
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class SqlSettings:
+    timeout_s: float = 300.0  # wall-clock limit of one `newsmill sql` statement, its output included
+    memory_limit: str = "1GB"  # DuckDB memory_limit of the query connection
+    max_temp_size: str = "10GB"  # cap on the statement's spill files (DuckDB max_temp_directory_size)
 
 
 @dataclass(frozen=True)
@@ -105,6 +130,7 @@ class Settings:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    sql: SqlSettings = field(default_factory=SqlSettings)
     sources: tuple[Source, ...] = ()
     config_path: str | None = None
 
@@ -126,6 +152,7 @@ _SECTIONS = {
     "extract": ExtractSettings,
     "schedule": ScheduleSettings,
     "runner": RunnerSettings,
+    "sql": SqlSettings,
 }
 
 
@@ -165,6 +192,8 @@ def _coerce(key: str, value, tp):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # TOML has nan and inf; no setting means either
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -187,15 +216,22 @@ def _build(cls, data: dict, prefix: str, base=None):
 
 
 def _check_url(key: str, url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port or an unclosed IPv6 bracket
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not a valid URL: {url!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{key}: only http(s) URLs are allowed, got {url!r}")
+
+
+_SIZE_RE = re.compile(r"\s*\d+(\.\d+)?\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib)\s*", re.IGNORECASE)
 
 
 def _validate(s: Settings) -> None:
     f = s.fetch
     for key in ("timeout_s", "connect_timeout_s", "max_bytes", "concurrency", "per_host_concurrency",
-                "max_sitemap_bytes"):
+                "max_sitemap_bytes", "max_sitemaps"):
         if getattr(f, key) <= 0:
             raise ConfigError(f"fetch.{key}: must be > 0, got {getattr(f, key)!r}")
     for key in ("per_host_delay_s", "retries", "backoff_s", "max_retry_after_s", "max_redirects",
@@ -220,6 +256,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"runner.task_runner: expected 'threads' or 'dask', got {s.runner.task_runner!r}")
     if s.runner.max_workers < 1:
         raise ConfigError("runner.max_workers: must be >= 1")
+    q = s.sql
+    if q.timeout_s <= 0:
+        raise ConfigError(f"sql.timeout_s: must be > 0, got {q.timeout_s!r}")
+    for key in ("memory_limit", "max_temp_size"):
+        if not _SIZE_RE.fullmatch(getattr(q, key)):
+            raise ConfigError(f"sql.{key}: expected a size like '512MB' or '10GB', got {getattr(q, key)!r}")
     seen = set()
     for i, src in enumerate(s.sources):
         key = f"sources[{i}]"
@@ -253,6 +295,9 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (TOML files are UTF-8): byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from newsmill.cli.common import add_warehouse
-from newsmill.tasks.config import resolve_warehouse
+from newsmill.tasks.config import existing_warehouse
 from newsmill.tasks.errors import NewsmillError
 
 
@@ -47,7 +47,7 @@ def add_publish_reset(sub) -> None:
 def cmd_compact(args) -> int:
     from newsmill.warehouse.compact import compact
 
-    result = compact(resolve_warehouse(args.warehouse), table=args.table)
+    result = compact(existing_warehouse(args.warehouse), table=args.table)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -55,7 +55,7 @@ def cmd_compact(args) -> int:
 def cmd_delete(args) -> int:
     from newsmill.warehouse.compact import delete_url
 
-    result = delete_url(resolve_warehouse(args.warehouse), args.url)
+    result = delete_url(existing_warehouse(args.warehouse), args.url)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -63,7 +63,7 @@ def cmd_delete(args) -> int:
 def cmd_publish(args) -> int:
     from newsmill.warehouse.publish import publish
 
-    root = resolve_warehouse(args.warehouse)
+    root = existing_warehouse(args.warehouse)
     try:
         result = publish(root, args.dest, tables=args.table, wait_s=args.wait, views_base=args.views_base)
     except OSError as exc:  # the destination: credentials, network, permissions (pyarrow raises OSError)
@@ -75,6 +75,6 @@ def cmd_publish(args) -> int:
 def cmd_reset_fetch_state(args) -> int:
     from newsmill.warehouse.store import Warehouse
 
-    run_id = Warehouse(resolve_warehouse(args.warehouse)).reset_fetch_state(reason=args.reason)
+    run_id = Warehouse(existing_warehouse(args.warehouse)).reset_fetch_state(reason=args.reason)
     print(f"fetch state reset (runs.run_id = {run_id}): the next ingest requests every URL unconditionally")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from newsmill.cli.common import add_warehouse, check_writable, print_summary, progress_bar
-from newsmill.tasks.config import resolve_warehouse
+from newsmill.tasks.config import existing_warehouse, resolve_warehouse
 from newsmill.tasks.errors import ConfigError, NewsmillError
 
 
@@ -55,6 +55,7 @@ def _setup(args):
 def cmd_reprocess(args) -> int:
     from newsmill.flows.reprocess import reprocess
 
+    existing_warehouse(args.warehouse)  # reprocess needs archived pages: never create a warehouse
     settings, root, runner = _setup(args)
     for opt, d in (("--rules-dir", args.rules_dir), ("--sites-dir", args.sites_dir)):
         if d and not Path(d).is_dir():

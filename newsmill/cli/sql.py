@@ -13,13 +13,17 @@ def add_commands(sub) -> None:
     s.add_argument("query")
     add_warehouse(s)
     s.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s.add_argument("--config", help="TOML config for the [sql] limits (timeout_s, memory_limit, max_temp_size; "
+                   "default: the defaults)")
     s.set_defaults(func=cmd_sql)
 
 
 def cmd_sql(args) -> int:
-    from newsmill.warehouse.query import run_query  # duckdb: only for this command
+    from newsmill.tasks.config import load_settings
+    from newsmill.warehouse.query import stream_query  # duckdb: only for this command
 
+    limits = load_settings(args.config).sql
     root = resolve_warehouse(args.warehouse)
-    out = run_query(root, args.query, fmt=args.format)
-    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    stream_query(root, args.query, sys.stdout, fmt=args.format, timeout_s=limits.timeout_s,
+                 memory_limit=limits.memory_limit, max_temp_size=limits.max_temp_size)
     return 0
