@@ -26,7 +26,7 @@ Scope: URLs are normalised with ``tasks.urls.normalize_url`` and kept once per r
 ``blocked_url`` (not http(s) / unusable), ``duplicate``, ``excluded`` (``include``/``exclude`` regexes on
 the normalised URL), ``too_old`` (feed date / news publication_date / lastmod older than
 ``now - max_age_days``; undated entries are kept), ``max_pages``, ``sitemap_depth``, ``sitemap_cycle``,
-``sitemap_too_old``.
+``sitemap_too_old``, ``sitemap_limit`` (sitemaps not fetched once ``fetch.max_sitemaps`` documents were).
 
 Robots rows: the robots.txt rows the fetcher produced so far are drained (``Fetcher.drain_log``) into
 ``DiscoveryResult.log``; rows of robots.txt fetched later (article hosts) are drained by the flow.
@@ -337,6 +337,7 @@ def discover_source(source: Source, fetcher: Fetcher, *, run_id: str, now: datet
                 hosts.append(root)
     robots_done = False
     visited: set[str] = set()
+    fetched = 0
 
     while not coll.full:
         if not queue and not robots_done:
@@ -356,6 +357,10 @@ def discover_source(source: Source, fetcher: Fetcher, *, run_id: str, now: datet
             coll.skipped["sitemap_cycle"] += 1
             continue
         visited.add(key)
+        if fetched >= settings.max_sitemaps:  # an index of 10,000 children would take hours at 1 s a host
+            coll.skipped["sitemap_limit"] += 1 + len(queue)
+            break
+        fetched += 1
         result, body = fetcher.fetch_raw(sm_url, kind="sitemap", source=source.name)
         entry = result.log
         if entry.outcome == "ok":

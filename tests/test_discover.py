@@ -217,3 +217,23 @@ def test_text_sitemap():
     kind, items = parse_sitemap(b"http://a.example/1\n\nhttp://a.example/2\n", "http://a.example/s.txt",
                                 max_bytes=1000)
     assert kind == "text" and [i.url for i in items] == ["http://a.example/1", "http://a.example/2"]
+
+
+def test_sitemap_index_fan_out_is_capped(server, fetcher):
+    """An index of 1,000 children (issue 15: 10,000 at 1 s per host is ~2.8 h) fetches at most
+    ``fetch.max_sitemaps`` documents per source; the rest are counted, not fetched."""
+    import dataclasses
+
+    n = 1000
+    server.route("/big-index.xml", respond(index([server.url(f"/child-{i}.xml") for i in range(n)]), ctype=XML_T))
+    for i in range(n):
+        server.route(f"/child-{i}.xml", respond(urlset([(server.url(f"/a/{i}"), None)]), ctype=XML_T))
+    f = Fetcher(dataclasses.replace(fetcher.settings, max_sitemaps=5), run_id="d", archive=None)
+    try:
+        res = discover_source(Source(name="s", sitemaps=(server.url("/big-index.xml"),), max_age_days=None), f,
+                              run_id="d", now=NOW)
+    finally:
+        f.close()
+    assert [u.url for u in res.urls] == [server.url(f"/a/{i}") for i in range(4)]
+    assert res.skipped == {"sitemap_limit": n - 4}
+    assert sum(server.count(f"/child-{i}.xml") for i in range(n)) == 4
