@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from newsmill.tasks.config import resolve_warehouse
+from newsmill.warehouse.compact import compact as compact_tables
 
 
 @flow(name="compact", log_prints=True,
@@ -20,9 +24,6 @@ def compact(warehouse: str | None = None, table: str | None = None) -> dict:
         warehouse: warehouse directory (default: $NEWSMILL_WAREHOUSE or data/).
         table: only this table (default: all tables).
     """
-    from newsmill.flows.ingest import resolve_warehouse
-    from newsmill.warehouse.compact import compact as compact_tables
-
     root = resolve_warehouse(warehouse)
     result = compact_tables(root, table=table)
     try:
@@ -30,8 +31,6 @@ def compact(warehouse: str | None = None, table: str | None = None) -> dict:
     except Exception:  # outside a run context
         pass
     try:
-        from prefect.artifacts import create_markdown_artifact
-
         create_markdown_artifact(f"# newsmill compact\n\n```json\n{json.dumps(result, indent=2, default=str)}\n```\n",
                                  key="compact-report", description="newsmill compact result")
     except Exception:

@@ -4,7 +4,7 @@ Deployments (all tagged ``newsmill``, typed parameters rendered as a form by the
 running run each — a second run waits in ``AwaitingConcurrencySlot``):
 
 * ``ingest/nightly`` — cron from ``[schedule]`` (default ``0 2 * * *``) in ``[schedule].timezone``;
-* ``reprocess/reprocess`` — only when ``flows.reprocess`` imports; unscheduled;
+* ``reprocess/reprocess`` — unscheduled;
 * ``import_warc/import-warc`` — unscheduled (paths of WARC files on the serving machine);
 * ``compact/compact`` — unscheduled.
 
@@ -28,7 +28,27 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from prefect import get_client, serve
+from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterTags, FlowRunFilter,
+                                            FlowRunFilterState, FlowRunFilterStateType)
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy, StateType
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.deployments.runner import EntrypointType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.schedules import Cron
+from prefect.settings import get_current_settings
+from prefect.states import Crashed
+
+from newsmill.flows.engine import default_task_runner
+from newsmill.flows.import_warc import import_warc
+from newsmill.flows.ingest import ingest
+from newsmill.flows.maintenance import compact
+from newsmill.flows.reprocess import reprocess
+from newsmill.tasks.config import load_settings, resolve_warehouse
 from newsmill.tasks.errors import ConfigError
 
 log = logging.getLogger("newsmill.serve")
@@ -44,15 +64,11 @@ ZOMBIE_AFTER_ENV = "NEWSMILL_ZOMBIE_AFTER_S"
 
 
 def _served_settings():
-    from newsmill.tasks.config import load_settings
-
     return load_settings(os.environ.get(SERVE_CONFIG_ENV) or None)
 
 
 def served_flow(settings=None):
     """The ``ingest`` flow with the task runner of ``settings.runner`` (threads cap or Dask)."""
-    from newsmill.flows.ingest import default_task_runner, ingest
-
     settings = settings if settings is not None else _served_settings()
     return ingest.with_options(task_runner=default_task_runner(settings))
 
@@ -63,18 +79,6 @@ def __getattr__(name: str):
     if name == "served_ingest":
         return served_flow()
     raise AttributeError(name)
-
-
-def _reprocess_flow():
-    """``flows.reprocess.reprocess`` if that module exists and imports, else None."""
-    try:
-        from newsmill.flows import reprocess as mod
-    except ImportError:
-        return None
-    except Exception as exc:  # a broken module must not stop the nightly ingest being served
-        log.warning("flows.reprocess does not import (%s); not serving it", exc)
-        return None
-    return getattr(mod, "reprocess", None)
 
 
 def _defaults_for(flow, values: dict[str, Any]) -> dict[str, Any]:
@@ -88,17 +92,11 @@ def _defaults_for(flow, values: dict[str, Any]) -> dict[str, Any]:
 
 def schedule_for(cron: str, tz: str):
     """A Prefect cron schedule in ``tz`` (a bare cron string would be UTC); ConfigError if invalid."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from prefect.schedules import Cron
-
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"schedule.timezone: unknown time zone {tz!r}") from None
     try:
-        from prefect.client.schemas.schedules import CronSchedule
-
         CronSchedule(cron=cron, timezone=tz)
     except Exception:
         raise ConfigError(f"schedule.cron: invalid cron expression {cron!r}") from None
@@ -108,13 +106,6 @@ def schedule_for(cron: str, tz: str):
 def build_deployments(config: str | None = None, warehouse: str | None = None, cron: str | None = None,
                       tz: str | None = None) -> list:
     """The RunnerDeployments to serve (not yet registered)."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-    from prefect.deployments.runner import EntrypointType
-
-    from newsmill.flows.ingest import resolve_warehouse
-    from newsmill.flows.maintenance import compact
-    from newsmill.tasks.config import load_settings
-
     settings = load_settings(config)  # validates the config now, one-line error
     config_abs = str(Path(config).expanduser().resolve()) if config else None
     root = str(resolve_warehouse(warehouse))
@@ -138,19 +129,14 @@ def build_deployments(config: str | None = None, warehouse: str | None = None, c
     nightly.entrypoint = "newsmill.flows.serve.served_ingest"
     deployments = [nightly]
 
-    reprocess = _reprocess_flow()
-    if reprocess is not None:
-        deployments.append(reprocess.to_deployment(
-            "reprocess",
-            parameters=_defaults_for(reprocess, {"config": config_abs, "warehouse": root}),
-            description=("Re-extract stored raw pages (WARC) with the current rules, without fetching. "
-                         f"Warehouse: {root}."),
-            tags=[*TAGS, "reprocess"],
-            **common,
-        ))
-
-    from newsmill.flows.import_warc import import_warc
-
+    deployments.append(reprocess.to_deployment(
+        "reprocess",
+        parameters=_defaults_for(reprocess, {"config": config_abs, "warehouse": root}),
+        description=("Re-extract stored raw pages (WARC) with the current rules, without fetching. "
+                     f"Warehouse: {root}."),
+        tags=[*TAGS, "reprocess"],
+        **common,
+    ))
     deployments.append(import_warc.to_deployment(
         "import-warc",
         parameters=_defaults_for(import_warc, {"config": config_abs, "warehouse": root}),
@@ -181,8 +167,6 @@ def zombie_after_s() -> float:
     env = os.environ.get(ZOMBIE_AFTER_ENV)
     if env:
         return float(env)
-    from prefect.settings import get_current_settings
-
     freq = get_current_settings().flows.heartbeat_frequency or 180
     return 3.0 * freq
 
@@ -192,14 +176,6 @@ def reap_zombies(stale_after_s: float | None = None) -> list[str]:
 
     Returns the ids of the runs marked. A run that emitted a heartbeat (or started) within the window is
     left alone, so a run still alive under another serve process is never touched."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterTags, FlowRunFilter,
-                                                FlowRunFilterState, FlowRunFilterStateType)
-    from prefect.client.schemas.objects import StateType
-    from prefect.events.filters import (EventFilter, EventNameFilter, EventOccurredFilter,
-                                        EventResourceFilter)
-    from prefect.states import Crashed
-
     window = stale_after_s if stale_after_s is not None else zombie_after_s()
     now = datetime.now(timezone.utc)
     since = now - timedelta(seconds=window)
@@ -232,11 +208,6 @@ def reap_zombies(stale_after_s: float | None = None) -> list[str]:
 
 def ensure_zombie_automation(within_s: float | None = None) -> str | None:
     """Create (or replace) the automation that crashes newsmill runs whose heartbeats stopped."""
-    from prefect import get_client
-    from prefect.client.schemas.objects import StateType
-    from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-
     within = max(60.0, within_s if within_s is not None else zombie_after_s())
     automation = AutomationCore(
         name=ZOMBIE_AUTOMATION,
@@ -271,8 +242,6 @@ def ensure_zombie_automation(within_s: float | None = None) -> str | None:
 def serve_deployments(config: str | None = None, warehouse: str | None = None, cron: str | None = None,
                       tz: str | None = None, limit: int | None = None) -> None:
     """Register the deployments and serve them until interrupted (blocking)."""
-    from prefect import serve
-
     deployments = build_deployments(config, warehouse, cron, tz)
     if config:
         os.environ[SERVE_CONFIG_ENV] = str(Path(config).expanduser().resolve())

@@ -47,11 +47,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import fsspec.core
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from newsmill.tasks.errors import WarehouseError, WarehouseLocked
 from newsmill.warehouse.schema import SCHEMA_VERSION, SCHEMAS, TABLES
+from newsmill.warehouse.catalog import views_sql
 from newsmill.warehouse.files import WriterLock, current_generation, parquet_files, utcnow
 
 __all__ = ["publish", "resolve_filesystem", "read_manifest", "manifest_files", "PublishError", "MANIFEST"]
@@ -84,11 +86,6 @@ def resolve_filesystem(dest_uri: str) -> tuple[pafs.FileSystem, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as exc:  # ArrowInvalid is a ValueError: unknown scheme
-        try:
-            import fsspec
-            import fsspec.core
-        except ImportError:  # pragma: no cover - fsspec is a dependency
-            raise PublishError(f"cannot open {dest_uri}: {exc}") from exc
         try:
             ffs, path = fsspec.core.url_to_fs(uri)
         except (ValueError, ImportError) as exc2:
@@ -230,8 +227,6 @@ def _publish_lock(root: Path, wait_s: float | None):
 
 def _snapshot(root: Path, tables: list[str], all_tables: list[str], base: str, wait_s: float | None):
     """Under the writer lock: ``({table: (generation name, [files])}, views.sql text)``."""
-    from newsmill.warehouse.catalog import views_sql
-
     lock = WriterLock(root, "publish-" + utcnow().strftime("%Y%m%dT%H%M%S"), wait_s)
     lock.acquire()
     try:
