@@ -43,7 +43,8 @@ def extract_paths(paths: Iterable[str], *, url: str | None = None,
         if _is_warc(path):
             for rec in iter_warc_records(path):
                 if isinstance(rec, Skipped):
-                    warn(f"{path}: skipped {rec.url}: {rec.reason}")
+                    warn(f"{path}: skipped {rec.url or 'a record'}: {rec.reason}"
+                         + (f" ({rec.detail})" if rec.detail else ""))
                     continue
                 html, _enc = decode_body(rec.body, rec.content_type)
                 res = extract_page(html, rec.url, rules=rules, settings=settings)

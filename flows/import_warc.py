@@ -116,9 +116,13 @@ class WarcScanner:
     """Iterate one WARC file's response records as ``WarcEntry`` with their byte offsets.
 
     ``tasks.archive.iter_warc_records`` yields neither offsets nor the WARC-Date of skipped records, both
-    needed here (batch ids, ``pages.fetched_at``), so this walks the file with warcio itself and uses
-    the archive module's record conversion for the HTML/truncation/size rules and the body decoding.
-    ``stats`` counts every record; ``position`` is the byte position reached (progress)."""
+    needed here (batch ids, ``pages.fetched_at``), so this walks the file with ``tasks.archive.WarcReader``
+    and uses the archive module's record conversion for the HTML/truncation/size rules and the body
+    decoding. A record that cannot be used is skipped and counted, and reading goes on: with no URL to
+    name it (no ``WARC-Target-URI``, an unreadable header, corrupt gzip data) it is counted as
+    ``skipped:unreadable:<why>`` and logged; with a URL it is an entry (reason ``parse_error``, or ``truncated``
+    for a cut or corrupt gzip member). A torn end of file (the file ends inside a record) is also counted
+    as ``truncated_file``. ``stats`` counts every record; ``position`` is the byte position reached."""
 
     def __init__(self, path: str | os.PathLike, domains=None, since: datetime | None = None,
                  until: datetime | None = None, max_bytes: int | None = None):
@@ -131,35 +135,37 @@ class WarcScanner:
         self.size = self.path.stat().st_size
 
     def __iter__(self) -> Iterator[WarcEntry]:
-        from warcio.archiveiterator import ArchiveIterator
-
         from newsmill.tasks import archive
 
         cap = self.max_bytes or archive.DEFAULT_MAX_RECORD_BYTES
         with open(self.path, "rb") as fh:
-            ait = ArchiveIterator(fh)
-            it = iter(ait)
-            while True:
-                try:
-                    record = next(it)
-                except StopIteration:
-                    self.position = self.size
-                    return
-                except Exception as exc:  # torn or corrupt file: a value, then stop (never crash)
-                    self.stats["records"] += 1
-                    self.stats["truncated_file"] += 1
-                    self.position = self.size
-                    yield WarcEntry(offset=ait.offset, url=None, warc_date=None, record=None,
-                                    reason="truncated", error=f"{type(exc).__name__}: {exc}"[:300])
-                    return
-                offset = ait.offset
-                self.position = fh.tell()
+            reader = archive.WarcReader(fh)
+            for item in reader:
+                self.position = reader.position
                 self.stats["records"] += 1
+                if item.kind == "torn":
+                    self.stats["truncated_file"] += 1
+                if item.record is None:
+                    if item.url and item.rec_type in (None, "response"):
+                        if not _domain_match(item.url, self.domains):
+                            self.stats["filtered:domain"] += 1
+                            continue
+                        reason = "truncated" if item.kind in ("torn", "corrupt_gzip") else "parse_error"
+                        self.stats[f"response:{reason}"] += 1
+                        yield WarcEntry(offset=item.offset, url=item.url, warc_date=None, record=None,
+                                        reason=reason, error=item.problem)
+                    elif not item.url:
+                        self.stats[f"skipped:unreadable:{item.kind}"] += 1
+                        _logger().warning("%s: record skipped: %s", self.path, item.problem)
+                    else:
+                        self.stats[f"skipped:{item.rec_type}"] += 1
+                    continue
+                record = item.record
+                offset, url = item.offset, item.url
                 rtype = record.rec_type
                 if rtype != "response":
                     self.stats[f"skipped:{rtype}"] += 1
                     continue
-                url = record.rec_headers.get_header("WARC-Target-URI")
                 if not _domain_match(url, self.domains):
                     self.stats["filtered:domain"] += 1
                     continue
@@ -175,14 +181,21 @@ class WarcScanner:
                     except (TypeError, ValueError):
                         status = None
                 res = archive._to_raw(record, cap)
+                verdict = reader.finish()
+                self.position = reader.position
+                if verdict:
+                    if verdict == "torn":
+                        self.stats["truncated_file"] += 1
+                    res = archive.Skipped(url, "truncated", f"offset {offset}: record {verdict}")
                 if isinstance(res, archive.Skipped):
                     self.stats[f"response:{res.reason}"] += 1
                     yield WarcEntry(offset=offset, url=url, warc_date=when, record=None, reason=res.reason,
-                                    status=status, content_type=ctype)
+                                    status=status, content_type=ctype, error=res.detail or None)
                 else:
                     self.stats["response:html"] += 1
                     yield WarcEntry(offset=offset, url=url, warc_date=when, record=res, status=status,
                                     content_type=ctype)
+        self.position = self.size
 
 
 # ---------------------------------------------------------------------------------------------- batches

@@ -151,6 +151,137 @@ def charset_warc(path: Path, base: str = "https://www.hostile.example") -> tuple
     return path, cases
 
 
+# ---------------------------------------------------------------------------------------------- broken WARC
+# (issue 15 item 3, helper 15a): a record without WARC-Target-URI, a file cut inside its last gzip member.
+# Article pages carry a unique marker word, so raw bytes can be searched for on disk (takedown tests).
+
+
+def article_html(url: str, marker: str, seed: int = 0) -> str:
+    """A news article page (masthead, nav, byline, five paragraphs, footer); ``marker`` is a unique word in
+    the title and in the body text."""
+    rng = random.Random(seed)
+    paras = "\n".join(
+        "<p>" + " ".join(rng.choice(WORDS) for _ in range(45)).capitalize() + (f" {marker}" if i == 2 else "")
+        + ".</p>" for i in range(5))
+    title = f"{marker}: " + " ".join(rng.choice(WORDS) for _ in range(5)).capitalize()
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="canonical" href="{url}"></head><body>
+<header><a href="/">The Harbour Courier</a></header><nav><a href="/local">Local</a> <a href="/sport">Sport</a></nav>
+<article><h1>{title}</h1><p class="byline">By Staff Reporter</p>
+{paras}
+</article><footer><p>&copy; 2025 The Harbour Courier. All rights reserved.</p></footer></body></html>"""
+
+
+def warc_response(url: str | None, body: bytes, date: str = "2025-03-04T05:06:07Z", *,
+                  ctype: str = "text/html; charset=utf-8", gzip_member: bool = True) -> bytes:
+    """One WARC ``response`` record (its own gzip member unless ``gzip_member`` is false). ``url=None``
+    writes the record and then removes its ``WARC-Target-URI`` header line (byte surgery: warcio cannot
+    write such a record), keeping ``Content-Length`` and the block intact."""
+    import gzip
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    target = url or "http://placeholder.invalid/x"
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=False)
+    http = StatusAndHeaders("200 OK", [("Content-Type", ctype), ("Content-Length", str(len(body)))],
+                            protocol="HTTP/1.1")
+    w.write_record(w.create_warc_record(target, "response", payload=io.BytesIO(body), length=len(body),
+                                        http_headers=http, warc_headers_dict={"WARC-Date": date}))
+    raw = buf.getvalue()
+    if url is None:
+        line = f"WARC-Target-URI: {target}\r\n".encode()
+        assert raw.count(line) == 1
+        raw = raw.replace(line, b"")
+    return gzip.compress(raw, 6) if gzip_member else raw
+
+
+def warc_request(url: str, date: str = "2025-03-04T05:06:07Z", *, gzip_member: bool = True) -> bytes:
+    import gzip
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=False)
+    http = StatusAndHeaders(f"GET {url} HTTP/1.1", [("Host", "example")], is_http_request=True)
+    w.write_record(w.create_warc_record(url, "request", payload=io.BytesIO(b""), length=0, http_headers=http,
+                                        warc_headers_dict={"WARC-Date": date}))
+    return gzip.compress(buf.getvalue(), 6) if gzip_member else buf.getvalue()
+
+
+@dataclass
+class HostileWarc:
+    path: Path
+    good: list  # URLs of the complete HTML responses, in file order (all must be kept)
+    no_uri_marker: str  # body marker of the record without WARC-Target-URI
+    torn_url: str | None  # URL of the last record, whose member is cut (None when not cut)
+    markers: dict  # url -> marker
+
+
+def hostile_warc(path: Path, *, n_before: int = 3, n_after: int = 3, cut: bool = True,
+                 gzip_members: bool = True, host: str = "news.courier.example") -> HostileWarc:
+    """``n_before`` good HTML responses (each after its request record), one response without
+    ``WARC-Target-URI``, ``n_after`` good responses, then a last response cut inside its HTML (after its
+    WARC and HTTP headers), as a download cut short leaves it: a ``.warc.gz`` (one gzip member per record,
+    the last member cut) or, with ``gzip_members=False``, a plain ``.warc``."""
+    import gzip
+    import zlib
+
+    parts: list[bytes] = []
+    good: list[str] = []
+    markers: dict[str, str] = {}
+
+    def add(i: int) -> None:
+        url = f"https://{host}/local/story-{i}.html"
+        marker = f"zqmarker{i:03d}x"
+        parts.append(warc_request(url, gzip_member=gzip_members))
+        parts.append(warc_response(url, article_html(url, marker, i).encode(), gzip_member=gzip_members))
+        good.append(url)
+        markers[url] = marker
+
+    for i in range(n_before):
+        add(i)
+    no_uri_marker = "zqnourimarker"
+    parts.append(warc_response(None, article_html("https://x.invalid/", no_uri_marker, 99).encode(),
+                               gzip_member=gzip_members))
+    for i in range(n_before, n_before + n_after):
+        add(i)
+    torn_url = None
+    if cut:
+        torn_url = f"https://{host}/local/story-torn.html"
+        last = warc_response(torn_url, article_html(torn_url, "zqtornmarker", 7).encode(), gzip_member=False)
+        keep = last.index(b"<article>") + 40  # WARC and HTTP headers complete, body cut in the article
+        if gzip_members:
+            member = gzip.compress(last, 6)
+            n = next(n for n in range(20, len(member))
+                     if len(zlib.decompressobj(31).decompress(member[:n])) > keep)
+            parts.append(member[:n])
+        else:
+            parts.append(last[:keep])
+    path.write_bytes(b"".join(parts))
+    return HostileWarc(path=path, good=good, no_uri_marker=no_uri_marker, torn_url=torn_url, markers=markers)
+
+
+def gunzip_members(data: bytes) -> bytes:
+    """All decompressed bytes of a multi-member gzip file, a torn last member included as far as it goes
+    (for grepping raw archive files for a marker)."""
+    import zlib
+
+    out = []
+    while data:
+        d = zlib.decompressobj(31)
+        try:
+            out.append(d.decompress(data))
+        except zlib.error:
+            break
+        if not d.eof:
+            break
+        data = d.unused_data
+    return b"".join(out)
+
+
 # ---------------------------------------------------------------------------------------------- huge pages
 # (issue 15 item 4, helper 15b): pages under the 10 MB body cap whose structure makes extraction slow —
 # many blocks (quadratic XPath unions in libxml2), one element with a huge attribute count (libxml2's
