@@ -182,8 +182,7 @@ def _run(pages, rules, settings, history, learned, timeout: float) -> list[Extra
                 outcome = TIMEOUT_OUTCOME if step == "timeout" else "no_article"
                 stage = "first pass" if phase == "prepare" else "extraction"
                 results[culprit] = ExtractResult(url=url, article=None, outcome=outcome,
-                                                 error=f"{how} ({stage})")
-                log.warning("%s: %s (%s)", url, how, stage)
+                                                 error=f"{how} ({stage})")  # the row says it; no log
         elif any(results[i] is None for i in todo):  # pragma: no cover - "done" before every result
             for i in todo:
                 if results[i] is None:

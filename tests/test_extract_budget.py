@@ -264,3 +264,28 @@ urls = [{urls}]
     assert sorted(texts) == sorted(good)
     for url, marker in good.items():
         assert marker in texts[url]
+
+
+@pytest.mark.slow
+def test_extract_cli_reports_a_page_over_budget_and_goes_on(tmp_path, newsmill_cmd):
+    """``newsmill extract`` (no Prefect, no pool) with the default budget: the hostile file is a one-line
+    warning, the good files are extracted."""
+    import json
+    import subprocess
+
+    files = []
+    for i in range(2):
+        f = tmp_path / f"story-{i}.html"
+        f.write_text(hostile.story(f.as_uri(), f"zqcli{i}x", seed=i), encoding="utf-8")
+        files.append(f)
+    bad = tmp_path / "attrs.html"
+    bad.write_text(hostile.many_attributes(200_000), encoding="utf-8")  # parse alone: minutes
+    p = subprocess.run([newsmill_cmd, "extract", str(files[0]), str(bad), str(files[1])],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    arts = {a["url"]: a for a in map(json.loads, p.stdout.splitlines())}
+    assert sorted(arts) == sorted(f.resolve().as_uri() for f in files)
+    assert "zqcli0x" in arts[files[0].resolve().as_uri()]["text"]
+    assert [line for line in p.stderr.splitlines() if "extract_timeout" in line] == [
+        f"{bad}: extract_timeout: exceeded extract.page_timeout_s = 30 s (first pass)"]
