@@ -6,8 +6,9 @@ UTC). Every record is its own gzip member, so ``(rel_path, offset)`` addresses o
 
 Torn files: a file is written under ``<name>.open`` and sealed — flushed, fsynced, renamed to ``<name>``,
 directory fsynced — when it is rotated (~``max_file_bytes``, default 100 MB), when the date partition
-changes, or on ``close()`` (the fetcher closes its archive at the end of a run); globs of ``*.warc.gz``
-never see a half-written file. The writing process holds an exclusive ``flock`` on its ``.open`` file
+changes, on ``close()`` (the fetcher closes its archive at the end of a run), or after ``idle_seal_s``
+(30 s) without a write (a Dask worker's fetcher is never closed); globs of ``*.warc.gz`` never see a
+half-written file. The writing process holds an exclusive ``flock`` on its ``.open`` file
 from creation to seal, so an ``.open`` file nobody holds is the leftover of a dead (killed) process:
 ``recover_open_files`` (called by the next archive of any run, and by ``delete_url``) cuts its torn tail
 back to the last whole gzip member, fsyncs and seals it. Offsets are byte offsets and stay valid across
@@ -54,6 +55,7 @@ __all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_reco
 
 DEFAULT_MAX_FILE_BYTES = 100_000_000
 DEFAULT_MAX_RECORD_BYTES = 10_000_000
+DEFAULT_IDLE_SEAL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +84,16 @@ class WarcArchive:
     """Thread-safe appender of WARC response records for one run (one process)."""
 
     def __init__(self, warehouse_root: str | os.PathLike, run_id: str, *,
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, idle_seal_s: float | None = DEFAULT_IDLE_SEAL_S):
         self.root = Path(warehouse_root)
         self.run_id = run_id
         self.max_file_bytes = max_file_bytes
+        # a writer nobody closes (a Dask worker's fetcher lives as long as the worker) seals its file
+        # after this long without a write; the next write opens a new file
+        self.idle_seal_s = idle_seal_s
+        self._last_write = 0.0
+        self._watcher: threading.Thread | None = None
+        self._closed = threading.Event()
         self._lock = threading.Lock()
         self._n = 0
         self._fh = None
@@ -172,9 +180,22 @@ class WarcArchive:
             offset = self._fh.tell()
             self._fh.write(member)
             self._fh.flush()
+            self._last_write = time.monotonic()
+            if self.idle_seal_s and self._watcher is None:
+                self._watcher = threading.Thread(target=self._seal_when_idle, name="newsmill-warc-idle",
+                                                 daemon=True)
+                self._watcher.start()
             return self._rel, offset, len(member)
 
+    def _seal_when_idle(self) -> None:
+        step = max(0.05, min(5.0, self.idle_seal_s / 4))
+        while not self._closed.wait(step):
+            with self._lock:
+                if self._fh is not None and time.monotonic() - self._last_write >= self.idle_seal_s:
+                    self._seal()
+
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self._seal()
 

@@ -174,3 +174,47 @@ def test_iteration_memory_is_flat(tmp_path):
     tracemalloc.stop()
     assert n == 802
     assert peak < 8 * 1024 * 1024
+
+
+def test_idle_archive_seals_itself(tmp_path):
+    """A writer nobody closes (a Dask worker's fetcher) seals its file after ``idle_seal_s`` without a
+    write; the next write opens a new file."""
+    import time
+
+    arc = WarcArchive(tmp_path, "idle", idle_seal_s=0.3)
+    rel, off, _ = arc.write_response("http://a.example/1", 200, [("Content-Type", "text/html")], HTML, T)
+    assert (tmp_path / (rel + ".open")).exists()
+    deadline = time.monotonic() + 10
+    while (tmp_path / (rel + ".open")).exists():
+        assert time.monotonic() < deadline, "the idle file was not sealed"
+        time.sleep(0.05)
+    assert read_record(tmp_path, rel, off).body == HTML
+    rel2, _, _ = arc.write_response("http://a.example/2", 200, [("Content-Type", "text/html")], HTML, T)
+    assert rel2 != rel and (tmp_path / (rel2 + ".open")).exists()
+    arc.close()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        [os.path.basename(rel), os.path.basename(rel2)])
+
+
+def test_recover_open_files_seals_a_dead_writers_file_and_leaves_a_live_one(tmp_path):
+    """An unlocked ``.open`` file (its process is dead) is cut back to its last whole member, fsynced and
+    renamed; every whole record stays readable at its offset. A locked one (a live writer) is left alone."""
+    from newsmill.tasks.archive import recover_open_files
+
+    live = WarcArchive(tmp_path, "live", idle_seal_s=None)
+    locs = [live.write_response(f"http://a.example/{i}", 200, [("Content-Type", "text/html")],
+                                HTML + bytes([65 + i]), T) for i in range(3)]
+    rel = locs[0][0]
+    whole = (tmp_path / (rel + ".open")).read_bytes()
+    member = gzip.compress(b"WARC/1.1\r\nWARC-Type: response\r\n" + b"x" * 5000)
+    dead_rel = rel.replace("live-", "dead-")
+    (tmp_path / (dead_rel + ".open")).write_bytes(whole + member[: len(member) // 2])  # killed mid-write
+
+    out = recover_open_files(tmp_path)
+    assert out == {"sealed": [dead_rel], "removed": [], "live": [rel + ".open"]}
+    assert (tmp_path / dead_rel).read_bytes() == whole
+    for i, (_p, off, _n) in enumerate(locs):
+        assert read_record(tmp_path, dead_rel, off).body == HTML + bytes([65 + i])
+    assert (tmp_path / (rel + ".open")).exists()  # the live writer's file: untouched
+    live.close()
+    assert (tmp_path / rel).read_bytes() == whole

@@ -11,11 +11,16 @@ file next to its sources (duplicates) and never a removed file (gaps).
   scanning it); the next writer/compaction removes it.
 * ``delete_url`` (takedown) removes superseded generations of the affected tables immediately —
   the data must be gone from disk; a reader still scanning the old snapshot may get an I/O error,
-  never wrong rows. WARC files holding the article's records are rewritten **under a new name**
-  (``<stem>.d<id>.warc.gz``, all other records copied byte-for-byte, each record is its own gzip
-  member) and the remaining pages rows are updated to the new ``warc_file`` and ``warc_offset``
-  (``warc_length`` is unchanged), so ``tasks.archive.read_record(root, warc_file, warc_offset)``
-  keeps working; the old WARC file is unlinked after the swap.
+  never wrong rows. The raw archive is searched **whole**: first the ``.warc.gz.open`` files left by
+  killed runs are sealed (``tasks.archive.recover_open_files``; a live writer's is waited for), then
+  every ``raw/**/*.warc.gz`` file is scanned member by member for records whose ``WARC-Target-URI`` is
+  one of the takedown's URLs or that a matching ``pages`` row points at — a record of a batch that never
+  committed (a failed or killed batch) has no ``pages`` row and is found too. Files holding such records
+  are rewritten **under a new name** (``<stem>.d<id>.warc.gz``, all other gzip members copied
+  byte-for-byte) and the remaining pages rows are updated to the new ``warc_file`` and ``warc_offset``
+  (``warc_length`` is unchanged), so ``tasks.archive.read_record(root, warc_file, warc_offset)`` keeps
+  working; the old WARC file is unlinked after the swap. The scan reads (inflates) every raw file once:
+  a takedown's time grows with the size of ``raw/``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ from newsmill.warehouse.store import Warehouse
 
 __all__ = ["compact", "delete_url"]
 
+OPEN_WARC_WAIT_S = 60.0  # delete_url waits this long for a finishing run to seal its .open raw file
+
 
 def compact(
     root: str | os.PathLike,
@@ -77,23 +84,21 @@ def compact(
 # takedown
 
 
-def _rewrite_warc(root: Path, rel: str, drop_offsets: set[int], drop_uris: set[str]) -> tuple[str, dict[int, int], int]:
-    """Copy ``rel`` without the dropped records to a new file; returns (new_rel, {old: new offset},
-    records dropped)."""
-    from warcio.archiveiterator import ArchiveIterator
+def _warc_spans(root: Path, path: Path) -> list:
+    """The gzip members of one raw WARC file (``tasks.archive.scan_members``)."""
+    from newsmill.tasks.archive import scan_members
 
-    src = (root / rel).resolve()
+    src = path.resolve()
     if os.path.commonpath([str(root.resolve()), str(src)]) != str(root.resolve()):
-        raise WarehouseError(f"WARC path outside the warehouse: {rel}")
-    spans: list[tuple[int, int, bool]] = []
+        raise WarehouseError(f"WARC path outside the warehouse: {path}")
     with open(src, "rb") as f:
-        it = ArchiveIterator(f)
-        for rec in it:
-            uri = rec.rec_headers.get_header("WARC-Target-URI")
-            off = it.get_record_offset()
-            length = it.get_record_length()
-            spans.append((off, length, off in drop_offsets or (uri is not None and uri in drop_uris)))
-    dropped = sum(1 for s in spans if s[2])
+        return list(scan_members(f))
+
+
+def _rewrite_warc(root: Path, rel: str, spans: list, drop: set[int]) -> tuple[str, dict[int, int]]:
+    """Copy ``rel`` without the members at offsets ``drop`` to a new file; returns (new_rel,
+    {old: new offset})."""
+    src = (root / rel).resolve()
     name = src.name
     stem = name[: -len(".warc.gz")] if name.endswith(".warc.gz") else src.stem
     new_name = f"{stem}.d{uuid.uuid4().hex[:8]}.warc.gz"
@@ -102,19 +107,25 @@ def _rewrite_warc(root: Path, rel: str, drop_offsets: set[int], drop_uris: set[s
     tmp = st / (new_name + ".tmp")
     mapping: dict[int, int] = {}
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        for off, length, drop in spans:
-            if drop:
+        for span in spans:
+            if span.offset in drop:
                 continue
-            fin.seek(off)
-            mapping[off] = fout.tell()
-            fout.write(fin.read(length))
+            fin.seek(span.offset)
+            mapping[span.offset] = fout.tell()
+            left = span.length
+            while left:
+                chunk = fin.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                fout.write(chunk)
+                left -= len(chunk)
         fout.flush()
         os.fsync(fout.fileno())
     dest = src.parent / new_name
     os.replace(tmp, dest)
     fsync_dir(dest.parent)
     new_rel = os.path.relpath(dest, root.resolve())
-    return new_rel, mapping, dropped
+    return new_rel, mapping
 
 
 def _isin(tbl: pa.Table, col: str, values: Iterable[str]) -> pa.ChunkedArray:
@@ -158,15 +169,32 @@ def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None
             ).fetchall()
         report["article_ids"] = sorted(ids)
 
-        # 1. WARC files: rewritten copies under new names (old ones unlinked after the table swap)
+        # 1. raw WARC: open files of killed runs sealed, then every raw file searched (a record of a
+        #    batch that never committed has no pages row); files with a matching record are rewritten
+        #    under new names (old ones unlinked after the table swap)
+        from newsmill.tasks.archive import recover_open_files
+
+        recovered = recover_open_files(root, wait_s=OPEN_WARC_WAIT_S)
+        if recovered["live"]:
+            raise WarehouseError(f"{recovered['live'][0]}: still being written by a running process; "
+                                 "run the delete again when it has finished")
+        report["warc_open_sealed"] = len(recovered["sealed"]) + len(recovered["removed"])
+        refs = {rel: {o for o in offsets if o is not None} for rel, offsets in warc_refs}
         remap: dict[str, tuple[str, dict[int, int]]] = {}
-        for rel, offsets in warc_refs:
-            if not (root / rel).exists():
+        searched = 0
+        for path in sorted((root / "raw").rglob("*.warc.gz")) if (root / "raw").is_dir() else ():
+            rel = os.path.relpath(path, root)
+            spans = _warc_spans(root, path)
+            searched += 1
+            wanted = refs.get(rel, set())
+            drop = {sp.offset for sp in spans if sp.offset in wanted or (sp.url is not None and sp.url in urls)}
+            if not drop:
                 continue
-            new_rel, mapping, dropped = _rewrite_warc(root, rel, {o for o in offsets if o is not None}, urls)
+            new_rel, mapping = _rewrite_warc(root, rel, spans, drop)
             remap[rel] = (new_rel, mapping)
-            report["warc_records"] += dropped
+            report["warc_records"] += sum(1 for sp in spans if sp.offset in drop and sp.rec_type == "response")
             report["warc_files"] += 1
+        report["warc_files_searched"] = searched
 
         # 2. tables: new generation with the affected files rewritten
         def drop_mask(t: str, tbl: pa.Table) -> pa.ChunkedArray | None:
