@@ -10,7 +10,7 @@ Rule files (one per kind; see the header of ``config/rules/ad.toml`` for the ful
     # or: tags = ["nav"]  |  css = ".newsletter-signup"  |  xpath = "//div[@data-ad]"
     [[phrases]]                      # block rules
     name = "ad.label.en"
-    lang = "en"
+    lang = "en"                      # for readers of the file only: every rule applies to every page
     max_chars = 80                   # only blocks this short are candidates
     patterns = ["advertisement", "\\d+x\\d+ ad"]   # must match the WHOLE block text (case-insensitive)
     scope = "block"                  # "block": tree blocks and text lines; "text": text lines only
@@ -92,7 +92,6 @@ class SelectorRule:
     tokens: tuple[str, ...] = ()  # regexes, each fullmatches one class token or the id (case-insensitive)
     tags: tuple[str, ...] = ()
     xpath: str | None = None  # css rules are translated to XPath when loaded
-    lang: str = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,6 @@ class PhraseRule:
     kind: str
     patterns: tuple[str, ...]
     max_chars: int = 200
-    lang: str = "*"
     scope: str = "block"  # "block" | "text"
 
 
@@ -203,8 +201,7 @@ def _selector(d: dict, default_kind: str | None, where: str, prefix: str = "") -
             raise ConfigError(f"{where}.xpath: bad XPath {xpath!r}: {exc}") from None
     if not (tokens or tags or xpath):
         raise ConfigError(f"{where}: needs tokens, tags, css or xpath")
-    return SelectorRule(name=prefix + name, kind=kind, tokens=tokens, tags=tags, xpath=xpath,
-                        lang=str(d.get("lang", "*")))
+    return SelectorRule(name=prefix + name, kind=kind, tokens=tokens, tags=tags, xpath=xpath)
 
 
 def _phrase(d: dict, default_kind: str | None, where: str, prefix: str = "") -> PhraseRule:
@@ -228,8 +225,7 @@ def _phrase(d: dict, default_kind: str | None, where: str, prefix: str = "") -> 
     scope = d.get("scope", "block")
     if scope not in ("block", "text"):
         raise ConfigError(f"{where}.scope: expected 'block' or 'text', got {scope!r}")
-    return PhraseRule(name=prefix + name, kind=kind, patterns=patterns, max_chars=max_chars,
-                      lang=str(d.get("lang", "*")), scope=scope)
+    return PhraseRule(name=prefix + name, kind=kind, patterns=patterns, max_chars=max_chars, scope=scope)
 
 
 def _rules_of(data: dict, where: str, prefix: str = "") -> tuple[list[SelectorRule], list[PhraseRule]]:
@@ -524,7 +520,6 @@ def _compiled(rules: RuleSet, domain: str | None) -> _Compiled:
 # ---------------------------------------------------------------------------------------------------
 # text blocks and fingerprints
 
-_WS = re.compile(r"\s+")
 _BLOCK_TAGS = ("p", "div", "li", "section", "aside", "h1", "h2", "h3", "h4", "h5", "h6", "figcaption",
                "blockquote", "td", "header", "footer", "figure", "dd", "dt", "ul", "ol", "center", "article")
 _BLOCK_MAX_CHARS = 600  # longest block any phrase rule may remove

@@ -20,7 +20,7 @@ names a *holder* gives ``holder``, ``year``, ``notice`` and ``source``; ``licens
 found by any source. When no source names a holder, the first source with a notice or licence gives the
 fields. Within the body lines, the first notice naming a holder speaks for them (else the first).
 The extractor reads the tree sources before cleaning (:func:`tree_evidence`), captures the body line after
-extraction and calls :func:`combine` once; :func:`find_copyright` does the same in one call.
+extraction and calls :func:`combine` once.
 
 Holder normalisation (decided here, applied everywhere): the name as a reader would write it — the
 copyright sign, "Copyright", years, "All rights reserved" (en/de/fr/es/it), "To see more, visit ..." and
@@ -61,10 +61,8 @@ from newsmill.tasks.urls import domain_of, normalize_url
 __all__ = [
     "CopyrightInfo",
     "match_copyright_line",
-    "find_copyright",
     "TreeEvidence",
     "tree_evidence",
-    "body_line_infos",
     "combine",
     "normalize_holder",
     "normalize_license_url",
@@ -482,14 +480,6 @@ def _best(infos: list[CopyrightInfo]) -> CopyrightInfo | None:
     return replace(best, license_url=lic)
 
 
-def _split_block(text: str) -> list[str]:
-    """A captured block may hold several lines; try each line, then the whole block."""
-    if not isinstance(text, str):
-        return []
-    parts = [p for p in re.split(r"\n+", text) if p.strip()]
-    return parts + ([text] if len(parts) > 1 else [])
-
-
 # footers: <footer>, role=contentinfo, a class or id with "footer"/"Footer" (matching attribute nodes and
 # taking their element is ~2x cheaper in libxml2 than testing every element's attributes)
 _FOOTER_XPATH = (
@@ -728,17 +718,6 @@ def tree_evidence(page: ParsedPage) -> TreeEvidence:
     return TreeEvidence(candidates=tuple(found), url=page.url)
 
 
-def body_line_infos(lines: Iterable[str] | None) -> list[CopyrightInfo]:
-    """The notices recognised in captured body lines (each line, and a multi-line block as a whole)."""
-    found: list[CopyrightInfo] = []
-    for line in lines or ():
-        for piece in _split_block(line):
-            info = match_copyright_line(piece)
-            if info:
-                found.append(info)
-    return found
-
-
 def combine(evidence: TreeEvidence, body: Iterable[CopyrightInfo | None] = (), *,
             metadata: Metadata | None = None, site_name: str | None = None) -> CopyrightInfo:
     """THE combination rule (see the module docstring), in one place.
@@ -774,15 +753,3 @@ def combine(evidence: TreeEvidence, body: Iterable[CopyrightInfo | None] = (), *
             same = None
         syndicated = None if same is None else not same
     return replace(primary, year=year, license_url=license_url, syndicated=syndicated)
-
-
-def find_copyright(page: ParsedPage, metadata: Metadata | None, body_lines: list[str] | None,
-                   site_name: str | None) -> CopyrightInfo:
-    """Copyright evidence for the article (see the module docstring): :func:`tree_evidence` +
-    :func:`body_line_infos` decided by :func:`combine`. Always returns a CopyrightInfo; all fields None
-    when nothing is found. Never raises for data problems."""
-    try:
-        body = body_line_infos(body_lines)
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
-        body = []
-    return combine(tree_evidence(page), body, metadata=metadata, site_name=site_name)

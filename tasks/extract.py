@@ -19,7 +19,7 @@ Errors are values: ``ExtractResult.outcome`` is ``ok``, ``no_article`` (no usabl
 it pre-scans the batch (one parse per page, trees kept), learns recurring blocks per host
 (:mod:`tasks.recurring`), then cleans and extracts with the same trees.
 
-Public API: :data:`EXTRACTOR_VERSION`, :func:`extract_page`, :func:`extract_batch`, :data:`MIN_TEXT_CHARS`.
+Public API: :func:`extractor_version`, :func:`extract_page`, :func:`extract_batch`, :data:`MIN_TEXT_CHARS`.
 """
 
 from __future__ import annotations
@@ -37,19 +37,17 @@ from newsmill.tasks.clean import (
     RuleSet,
     clean_lines,
     clean_tree,
-    load_rules,
     normalize_text,
     page_text_length,
     text_blocks,
 )
 from newsmill.tasks.config import ExtractSettings
-from newsmill.tasks.errors import ConfigError
 from newsmill.tasks.language import detect_language
 from newsmill.tasks.parse import ParsedPage, ParseError, parse_html
 from newsmill.tasks.records import Article, ExtractResult, Removal
 from newsmill.tasks.urls import article_id, domain_of
 
-__all__ = ["EXTRACTOR_VERSION", "MIN_TEXT_CHARS", "batch_steps", "extract_batch", "extract_page",
+__all__ = ["MIN_TEXT_CHARS", "batch_steps", "extract_batch", "extract_page",
            "extractor_version"]
 
 MIN_TEXT_CHARS = 100  # less extracted text than this is "no_article"
@@ -82,16 +80,6 @@ logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" wa
 def extractor_version(rules: RuleSet) -> str:
     """Version string stored with every article: code, trafilatura and rule-data versions."""
     return f"newsmill-{_CODE_VERSION}+trafilatura-{trafilatura.__version__}+rules-{rules.version or 'custom'}"
-
-
-def _default_version() -> str:
-    try:
-        return extractor_version(load_rules())
-    except ConfigError:
-        return f"newsmill-{_CODE_VERSION}+trafilatura-{trafilatura.__version__}+rules-invalid"
-
-
-EXTRACTOR_VERSION = _default_version()  # with the bundled config/rules and config/sites
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ import pytest
 
 from newsmill.tasks.copyright import (
     CopyrightInfo,
-    find_copyright,
+    combine,
     license_from_text,
     match_copyright_line,
     normalize_holder,
     normalize_license_url,
     same_party,
+    tree_evidence,
 )
 from newsmill.tasks.metadata import extract_metadata
 from newsmill.tasks.parse import parse_html
@@ -127,8 +128,11 @@ SITE = '<meta property="og:site_name" content="WXYZ Public Radio">'
 
 
 def _find(p, lines=()):
+    """What the extractor decides: the page's tree evidence, the notices matched on the captured body
+    lines, combined once (``tasks.extract``)."""
     md = extract_metadata(p)
-    return find_copyright(p, md, list(lines), md.site_name)
+    return combine(tree_evidence(p), [match_copyright_line(line) for line in lines], metadata=md,
+                   site_name=md.site_name)
 
 
 def test_body_line_beats_footer_and_is_syndicated():
@@ -212,10 +216,10 @@ def test_body_lines_prefer_a_line_with_a_holder():
     assert info.syndicated is True
 
 
-def test_find_copyright_tolerates_odd_inputs():
+def test_combine_without_metadata_or_body_notices():
     p = _page(SITE, FOOTER)
-    assert find_copyright(p, None, None, None).source == "footer"
-    assert find_copyright(p, None, [None, "", 7], None).source == "footer"  # type: ignore[list-item]
+    assert combine(tree_evidence(p)).source == "footer"
+    assert combine(tree_evidence(p), [None, match_copyright_line("")]).source == "footer"
 
 
 @pytest.mark.parametrize("line, holder", [
@@ -231,21 +235,13 @@ def test_holder_appositives_ids_and_legal_forms(line, holder):
 
 # ---- one combination rule: tree evidence collected first, body line added, decided once -------------
 
-def test_find_copyright_is_tree_evidence_plus_body_lines_combined_once():
-    from newsmill.tasks.copyright import body_line_infos, combine, tree_evidence
-
+def test_tree_evidence_lists_each_source_in_order():
     ld = {"@type": "NewsArticle", "headline": "H", "license": "https://creativecommons.org/licenses/by/4.0/"}
     p = _page(SITE + '<meta name="copyright" content="WXYZ Public Radio">', FOOTER, jsonld=[ld])
-    ev = tree_evidence(p)
-    assert [c.source for c in ev.candidates] == ["jsonld", "meta", "footer"]
-    md = extract_metadata(p)
-    for lines in ([], ["Copyright 2019 NPR."], ["Licensed under CC BY-NC-ND 4.0", "© 2022 The Open Ledger"]):
-        assert combine(ev, body_line_infos(lines), metadata=md, site_name=md.site_name) == _find(p, lines)
+    assert [c.source for c in tree_evidence(p).candidates] == ["jsonld", "meta", "footer"]
 
 
 def test_combine_body_notices_first_holder_wins_and_licence_order_is_by_source():
-    from newsmill.tasks.copyright import combine, tree_evidence
-
     p = _page(SITE, '<footer><p>© 2026 WXYZ Public Radio. CC BY 4.0</p></footer>')
     ev = tree_evidence(p)
     assert ev.candidates[0].license_url == "https://creativecommons.org/licenses/by/4.0/"

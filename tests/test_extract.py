@@ -11,7 +11,7 @@ import pytest
 
 from newsmill.tasks.clean import load_rules
 from newsmill.tasks.config import ExtractSettings
-from newsmill.tasks.extract import EXTRACTOR_VERSION, extract_batch, extract_page
+from newsmill.tasks.extract import extract_batch, extract_page, extractor_version
 from newsmill.tasks.urls import article_id
 
 SETTINGS = ExtractSettings(recurring_min_pages=3)
@@ -88,7 +88,7 @@ def test_npr_style_page_text_clean_and_removals_listed(rules):
     assert a.article_id == article_id(a.canonical_url)
     assert a.domain == "valleypublicradio.example"
     assert a.content_hash == hashlib.sha256(a.text.encode()).hexdigest()
-    assert a.extractor_version == EXTRACTOR_VERSION
+    assert a.extractor_version == extractor_version(rules) and "+rules-" in a.extractor_version
     assert res.block_hashes and len(set(res.block_hashes)) == len(res.block_hashes)
 
 

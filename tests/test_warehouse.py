@@ -144,15 +144,15 @@ def test_new_version_and_reprocess_with_newer_extractor(tmp_path):
     assert count(tmp_path, "boilerplate") == 0
 
 
-def test_conditional_state_known_urls_reset_and_latest_pages(tmp_path):
+def test_conditional_state_reset_and_latest_pages(tmp_path):
     wh = Warehouse(tmp_path)
     with wh.writer("r1") as w:
         w.commit_batch("b1", [page(1), page(2, outcome="http_error", status=500, etag=None)], [], [], {})
         w.commit_batch("b2", [page(1, fetched=T0 + timedelta(hours=1), etag='"new"')], [], [], {})
     state = wh.conditional_state(["https://example.com/news/1", "https://example.com/news/2"])
     assert state == {"https://example.com/news/1": ('"new"', "Wed, 01 May 2024 12:00:00 GMT")}
-    assert wh.known_urls() == {"https://example.com/news/1"}
     con = connect(tmp_path)
+    assert con.execute("SELECT url FROM latest_pages WHERE outcome = 'ok'").fetchall() == [("https://example.com/news/1",)]
     assert con.execute("SELECT count(*), count(state_etag) FROM latest_pages").fetchone() == (2, 1)
     run_id = wh.reset_fetch_state(reason="test")
     assert wh.conditional_state(["https://example.com/news/1"]) == {}

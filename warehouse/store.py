@@ -181,23 +181,6 @@ class Warehouse:
             rows = con.execute(sql, params).fetchall()
         return {u: (e, lm) for u, e, lm in rows}
 
-    def known_urls(self, kind: str | None = "article") -> set[str]:
-        """URLs (and their final URLs) fetched successfully (ok / not_modified), of ``kind``
-        (None: any kind)."""
-        sql = "SELECT url, final_url FROM pages WHERE outcome IN ('ok', 'not_modified')"
-        params: list[Any] = []
-        if kind is not None:
-            sql += " AND kind = ?"
-            params.append(kind)
-        with contextlib.closing(self.connect()) as con:
-            rows = con.execute(f"SELECT DISTINCT * FROM ({sql})", params).fetchall()
-        out: set[str] = set()
-        for u, f in rows:
-            out.add(u)
-            if f:
-                out.add(f)
-        return out
-
     def recurring_blocks(self, domains: Iterable[str], min_pages: int) -> dict[str, frozenset[str]]:
         """Block hashes seen on >= ``min_pages`` distinct articles (distinct article_id and distinct
         content_hash) per domain."""
