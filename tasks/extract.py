@@ -246,6 +246,7 @@ def _extract_prepared(prep: _Prepared, url: str, *, rules: RuleSet, settings: Ex
         title=md.title,
         authors=tuple(md.authors or ()),
         published_at=md.published_at,
+        published_date=md.published_date,
         modified_at=md.modified_at,
         language=language,
         description=md.description,

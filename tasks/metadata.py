@@ -10,23 +10,35 @@ Exceptions to the generic order, documented per field: ``site_name`` prefers ``o
 JSON-LD publisher (the publisher of a syndicated story is often the wire, not the site), and
 ``canonical_url`` is rel=canonical -> og:url -> page URL.
 
+Authors (:func:`authors_of`): every source's byline strings are split into names and each name is
+classified with the vocabularies of ``config/authors.toml`` (prefixes, UI strings, degrees, job titles,
+newsroom roles, wire credits) as a person, a user handle, an organisation or role credit, or nothing. The
+first source naming a person wins (site rule, JSON-LD, meta, visible byline nodes, an unmarked body
+byline, trafilatura's own author XPaths on the same tree); handles, then organisations, only when no
+source names a person.
+
+Dates: ``published_at`` is the instant (its written offset kept; the warehouse stores UTC);
+``published_date`` is the calendar date as the publisher printed it, in the publisher's own zone
+(:func:`publisher_day`).
+
 Errors are values: malformed JSON-LD, unparseable dates, odd meta values give ``None`` (or an empty
 tuple), never an exception. Nothing here re-parses the HTML; htmldate (the last date fallback) is
 given the lxml tree (it deep-copies before pruning, so the tree is not mutated).
 
 Public API: :class:`Metadata`, :class:`SiteRule`, :func:`site_rule_from_dict`, :func:`extract_metadata`,
 plus helpers re-used by ``tasks.copyright`` and tests: :func:`article_node`, :func:`parse_date`,
-:func:`clean_authors`.
+:func:`parse_when`, :func:`published_when`, :func:`publisher_day`, :func:`clean_authors`.
 """
 
 from __future__ import annotations
 
+import functools
 import html as _html
 import re
 import unicodedata
 import warnings
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
@@ -43,6 +55,10 @@ __all__ = [
     "extract_metadata",
     "article_node",
     "parse_date",
+    "parse_when",
+    "When",
+    "published_when",
+    "publisher_day",
     "clean_authors",
     "css_to_xpath",
 ]
@@ -56,7 +72,7 @@ __all__ = [
 class Metadata:
     title: str | None = None
     authors: tuple[str, ...] = ()
-    published_at: datetime | None = None
+    published_at: datetime | None = None  # the instant, its written offset kept (stored as UTC)
     modified_at: datetime | None = None
     site_name: str | None = None
     canonical_url: str | None = None
@@ -65,6 +81,7 @@ class Metadata:
     image_url: str | None = None
     paywalled: bool | None = None
     html_lang: str | None = None  # primary language subtag, lower-case ("en", "es", "de")
+    published_date: date | None = None  # the publisher's own calendar date (see publisher_day)
 
 
 @dataclass(frozen=True)
@@ -424,154 +441,221 @@ def title_of(page: ParsedPage, site: SiteRule | None = None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------
 # authors
+#
+# Every source yields byline strings; each string is cleaned (prefixes, e-mails, URLs, handles, bracketed
+# asides), split into names ("A und B", "A, B & C") and every piece is classified with the vocabularies
+# of config/authors.toml: a person, an organisation or role credit ("Redaktion", "dpa", "Staff Writer",
+# the site's own name), or nothing (UI text, a degree, a job title). The first source that names a
+# person wins; organisations are the answer only when no source names a person.
 
-_BY_PREFIX = re.compile(
-    r"^\s*(?:(?:written|reported|story|text|words|photos?|analysis|opinion|commentary|review|column|interview"
-    r"|perspective|essay|video|audio|report|reporting|un\s+artículo|ein\s+beitrag|une\s+analyse)\s+)?"
-    r"(?:by|from|por|von|par|de|di|door|av|af|texto|texte|text)\s*[:\-]?\s+",
-    re.I,
-)
-_BY_ONLY = re.compile(r"^\s*(?:by|por|von|par)\s*[:\-]?\s*$", re.I)
-_SPLIT = re.compile(
-    r"\s*(?:;|,|\s&\s|\s\+\s|\band\b|(?-i:\sy\s)|(?-i:\sY\s)(?=[A-ZÀ-Þ][a-zà-ÿ])|\bund\b|\bet\b|(?-i:\se\s)"
-    r"|\bsowie\b|\bwith\b|\bcon\b|\bmit\b|\bavec\b|/)\s*",
-    re.I,
-)
-_ROLE_WORDS = {
-    "writer", "reporter", "reporters", "correspondent", "correspondents", "editor", "editors", "staff",
-    "contributor", "contributing", "columnist", "photographer", "producer", "bureau", "chief",
-    "senior", "associate", "analyst", "host", "anchor", "intern", "fellow", "freelance",
-    "freelancer", "special", "investigative", "political", "national", "international", "science",
-    "health", "business", "sports", "reporting", "desk", "newsroom", "team", "admin", "administrator",
-    "redacción", "redaccion", "redaktion", "redakteur", "redakteurin", "korrespondent",
-    "korrespondentin", "journaliste", "journalist", "journalistin", "periodista", "corresponsal",
-    "envoyé", "envoyée", "rédaction", "rédacteur", "rédactrice", "agencia", "agencias", "agentur",
-    "agenturen", "wire", "wires", "services", "service", "updated", "published", "posted", "editorial",
-    "editorials", "opinion", "media", "news", "newspaper", "network", "press", "agency", "group", "inc",
-    "llc", "ltd", "gmbh", "magazine", "online", "digital", "associated", "newsletter", "board",
-}
-_WIRE_NAMES = {
-    "ap", "the associated press", "associated press", "reuters", "afp", "agence france-presse",
-    "dpa", "efe", "ansa", "epa", "upi", "bloomberg", "cnn", "npr", "bbc", "pa", "pa media",
-    "europa press", "kna", "epd", "kyodo", "xinhua", "staff", "staff reports", "wire reports",
-}
-_TRAILING_WIRE = re.compile(
-    r"\s+(?:the\s+)?(?:associated\s+press|ap|reuters|afp|dpa|efe|bloomberg(?:\s+news)?|npr|upi)\s*$", re.I)
-_WEEKDAY_TAIL = re.compile(
-    r"\s+(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|updated|published|posted|lunes|martes"
-    r"|miércoles|jueves|viernes|sábado|domingo|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag"
-    r"|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|commented|wrote|says|said)\b.*$", re.I)
+
+@dataclass(frozen=True)
+class _Vocab:
+    prefix: Any  # compiled regex
+    joiners: Any
+    trailing: Any
+    ui: frozenset
+    degrees: frozenset
+    job_words: frozenset
+    role_words: frozenset
+    joining: frozenset
+    wires: frozenset
+    particles: frozenset
+    body_prefix: Any
+
+
+def _degree_key(s: str) -> str:
+    """"Ph.D.", "PhD", "ph. d." -> "phd"."""
+    return re.sub(r"[\s.]+", "", s).casefold()
+
+
+def _alternation(words: Iterable[str]) -> str:
+    return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(set(words), key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=1)
+def _vocab() -> _Vocab:
+    """The byline vocabularies of ``config/authors.toml`` (package data), compiled once per process."""
+    import importlib.resources
+    import tomllib
+
+    data = tomllib.loads(importlib.resources.files("newsmill.config").joinpath("authors.toml").read_text("utf-8"))
+    low = lambda key: frozenset(w.casefold() for w in data.get(key, ()))  # noqa: E731
+    joiners = data.get("name_joiners", ())
+    words = [j for j in joiners if len(j) > 1 and j.isalpha()]
+    symbols = [j for j in joiners if not j.isalpha()]
+    single = [j for j in joiners if len(j) == 1 and j.isalpha()]
+    split = [r";", r",", r"/", r"\s\|\s"] + [rf"\s{re.escape(s)}\s" for s in symbols]
+    split.append(rf"\b(?:{_alternation(words)})\b")
+    if single:
+        split.append(rf"(?-i:\s(?:{'|'.join(map(re.escape, single))})\s)(?=\S)")
+    return _Vocab(
+        prefix=re.compile(rf"^\s*(?:{_alternation(data.get('prefixes', ()))})(?:\s*[:\-–—]\s*|\s+)", re.I),
+        joiners=re.compile(r"\s*(?:" + "|".join(split) + r")\s*", re.I),
+        trailing=re.compile(rf"\s+(?:{_alternation(data.get('trailing_words', ()))})\b.*$", re.I),
+        ui=low("ui_strings"), degrees=frozenset(_degree_key(d) for d in data.get("degrees", ())),
+        job_words=low("job_title_words"),
+        role_words=low("role_words"), joining=low("joining_words"), wires=low("wire_names"),
+        particles=low("name_particles"),
+        body_prefix=re.compile(rf"^\s*(?:{_alternation(data.get('body_byline_prefixes', ()))})\s*", re.I),
+    )
+
+
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
 _URLISH = re.compile(r"(?:https?://|www\.)\S+|\S+\.(?:com|org|net|de|es|fr|co\.uk)(?:/\S*)?\b", re.I)
 _PAREN = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*")
 _IS_A = re.compile(r"\s+(?:is|was|are|ist|es|est)\s+(?:a|an|the|ein|eine|un|una|une|le|la)\b.*$", re.I)
+_FOR_OUTLET = re.compile(r"\s+(?:for|für|pour|para|special\s+to)\s+(?:the\s+)?[A-ZÀ-Þ].*$", re.I)
+_TRAILING_WIRE = re.compile(
+    r"\s+(?:the\s+)?(?:associated\s+press|ap|reuters|afp|dpa|efe|bloomberg(?:\s+news)?|npr|upi)\s*$", re.I)
+_WEEKDAY_TAIL = re.compile(
+    r"\s+(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|lunes|martes|miércoles|jueves|viernes"
+    r"|sábado|domingo|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|lundi|mardi|mercredi"
+    r"|jeudi|vendredi|samedi|dimanche)\b.*$", re.I)
+_DATE_TAIL = re.compile(
+    r"(?:^|[\s,|·•]+)(?:(?:am|on|le|el|il|den|vom|op|at|um|posted|updated|published)\s+)?"
+    r"(?:(?:mo|di|mi|do|fr|sa|so|mon|tue|wed|thu|fri|sat|sun|lun|mar|mer|jeu|ven|sam|dim)\.?,?\s+)?"
+    r"\d{1,4}(?:[./\-]|\.?\s+\w+\s+\d{2,4}|\s*$).*$", re.I)
+_HANDLE = re.compile(r"[a-zß-ÿ][\w.\-]{1,30}")  # a lower-case user name ("gizzmo", "fri.juli")
+_ARTICLE_WORD = re.compile(r"(?:the|el|la|der|die|das|le|les)\s", re.I)
+_NAME_CHARS = re.compile(r"[^\w\s.'’\-]")
+
+PERSON, HANDLE, ORG = "person", "handle", "org"
 
 
-def _looks_like_name(s: str) -> bool:
-    if not s or len(s) > 60 or any(ch.isdigit() for ch in s):
-        return False
-    words = s.split()
-    if not 1 <= len(words) <= 6:
-        return False
-    if not any(ch.isalpha() for ch in s):
-        return False
-    low = s.lower()
-    if low in _WIRE_NAMES:
-        return False
-    lw = [w.strip(".,").lower() for w in words]
-    if all(w in _ROLE_WORDS or w in {"the", "a", "of", "for", "de", "del", "der", "die", "du", "le", "la"}
-           for w in lw):
-        return False
-    if any(w in _ROLE_WORDS for w in lw) and len(words) >= 2 and not words[0][:1].isupper():
-        return False
-    # a person's name: at least one capitalised word
-    if not any(w[:1].isupper() for w in words):
-        return False
-    return True
-
-
-def _is_role_segment(s: str) -> bool:
-    low = s.lower().strip(" .")
-    if low in _WIRE_NAMES:
-        return True
-    words = [w.strip(".,").lower() for w in re.split(r"[\s-]+", low)]
-    if not words:
-        return True
-    if any(w in _ROLE_WORDS for w in words):
-        return True
-    if low.startswith(("for ", "special to ", "para ", "für ", "pour ")) or re.search(
-            r"\s(?:for|of|at|to|para|für|pour|de)$", low):
-        return True
-    if re.fullmatch(r"[A-Z]{2,5}", s.strip(" .")):  # an acronym: an organisation, not a person
-        return True
-    return False
+def _words(s: str) -> list[str]:
+    return [w.strip(".,:;").casefold() for w in re.split(r"[\s\-]+", s) if w.strip(".,:;")]
 
 
 def _normalise_name(s: str) -> str:
-    s = s.strip(" .,;:-–—|·•\"'")
-    if s.isupper() and len(s) > 3:
+    s = s.strip(" .,;:-–—|·•\"'“”„«»")
+    if s.isupper() and len(s) > 5:
         s = " ".join(w.capitalize() if not re.fullmatch(r"[A-Z]\.?", w) else w for w in s.split())
     return s
 
 
+def _classify(piece: str, site_name: str = "") -> tuple[str | None, str]:
+    """(PERSON | ORG | None, cleaned piece) for one split piece of a byline."""
+    v = _vocab()
+    s = piece.strip()
+    if _normalise_name(s).casefold() in v.ui:
+        return None, s
+    for _ in range(2):  # "Interview: By Jane Doe"
+        s = v.prefix.sub("", s, count=1)
+    s = _FOR_OUTLET.sub("", s)
+    s = _TRAILING_WIRE.sub("", s)
+    s = _WEEKDAY_TAIL.sub("", s)
+    s = v.trailing.sub("", s)
+    s = _normalise_name(s)
+    key = s.casefold()
+    if not s or key in v.ui or _degree_key(s) in v.degrees:
+        return None, s
+    bare = v.prefix.match(s + " ")
+    if bare and bare.end() >= len(s):
+        return None, s  # a prefix alone ("By")
+    if len(s) > 60 or any(ch.isdigit() for ch in s) or not any(ch.isalpha() for ch in s) or _NAME_CHARS.search(s):
+        return None, s
+    words = _words(s)
+    if not words or len(words) > 6:
+        return None, s
+    if key in v.wires:
+        return None, s  # a wire credit is syndication evidence (tasks.copyright), not an author
+    if site_name and key == site_name:
+        return ORG, s
+    if all(w in v.role_words or w in v.joining for w in words):
+        return ORG, s
+    if any(w in v.job_words for w in words) and not any(w in v.role_words for w in words):
+        return None, s  # a job title ("Sr. Director of Product"), never a name
+    if any(w in v.role_words for w in words) or _ARTICLE_WORD.match(s):
+        return ORG, s  # "Redaktion Polizeiticker", "Wikimedia Foundation", "The Open Ledger"
+    if re.fullmatch(r"[A-Z]{2,5}", s):
+        return ORG, s  # an acronym credit ("IWB")
+    raw = s.split()
+    if raw[0][:1].isupper() and sum(not (w[:1].isupper() or w.casefold() in v.particles) for w in raw[1:]) <= 1:
+        return PERSON, s  # capitalised words and name particles ("Ursula von der Leyen"); one lower-case
+        # word is tolerated ("Mobasir hassan"), more make it text ("Beitrag wurde verfasst")
+    if len(raw) == 1 and _HANDLE.fullmatch(s):
+        return HANDLE, s  # a user name as the page writes it ("gizzmo"): below a real name
+    return None, s
+
+
 def _split_byline(raw: str) -> list[str]:
+    """Split one byline string into name pieces (not yet classified)."""
+    v = _vocab()
     s = _clean_text(raw) or ""
-    if not s or _BY_ONLY.match(s):
+    if not s:
         return []
+    s = _DATE_TAIL.sub("", s)  # "Von Tomas Spahn Fr, 18. Oktober 2019", "By Jane Doe on 3/4/2021"
     s = _PAREN.sub(" ", s)
     s = _EMAIL.sub(" ", s)
     s = _URLISH.sub(" ", s)
     s = re.sub(r"(?<!\w)@\w+", " ", s)  # twitter handles
-    # "Jane Doe | AP", "Jane Doe — Staff Writer": keep what precedes the bar if the rest is a role
-    pieces = re.split(r"\s+[|\u2013\u2014·•]\s+|\s+-\s+", s)
-    if len(pieces) > 1:
-        s = pieces[0] if all(_is_role_segment(p) or not _looks_like_name(p) for p in pieces[1:]) \
-            else " , ".join(pieces)
     s = _IS_A.sub("", s)
-    s = _BY_PREFIX.sub("", s)
-    out: list[str] = []
-    for part in _SPLIT.split(s):
-        part = _BY_PREFIX.sub("", part.strip())
-        part = _TRAILING_WIRE.sub("", part)  # "TERESA ALVARADO Associated Press"
-        part = _WEEKDAY_TAIL.sub("", part)  # "Jeff Foust Monday" (byline and date in one element)
-        part = _normalise_name(part)
-        if not part or _is_role_segment(part) or re.match(r"(?:the|el|la|der|die|das|le|les)\s", part, re.I):
-            continue  # an organisation ("The Open Ledger"), not a person
-        if _looks_like_name(part):
-            out.append(part)
-    return out
+    s = v.prefix.sub("", s, count=1)
+    # "Jane Doe | AP", "Jane Doe — Staff Writer", "Jane Doe - Example Times": bars and dashes separate
+    # credits like commas do; each piece is classified on its own
+    s = re.sub(r"\s+[|\u2013\u2014·•]\s+|\s+-\s+", " , ", s)
+    pieces = [p for p in v.joiners.split(s) if p and p.strip()]
+    single = sum(len(p.split()) == 1 and _degree_key(p.strip(" ,")) not in v.degrees for p in pieces)
+    if len(pieces) >= 4 and 2 * single >= len(pieces):
+        return []  # "CSP / International / Photovoltaik / Speicher": a list of sections, not a byline
+    return pieces
+
+
+class _Names(tuple):
+    """(persons, handles, organisations) named by one source."""
+
+    __slots__ = ()
+
+    def __new__(cls, persons=(), handles=(), orgs=()):
+        return super().__new__(cls, (tuple(persons), tuple(handles), tuple(orgs)))
+
+
+def _classified(raw: Iterable[str], site_name: str = "") -> _Names:
+    """Persons, user handles and organisations named by byline strings ``raw`` (order kept,
+    case-insensitive dedupe)."""
+    seen: set[str] = set()
+    persons: list[str] = []
+    out = {PERSON: persons, HANDLE: [], ORG: []}
+    for item in raw:
+        for piece in _split_byline(item):
+            kind, name = _classify(piece, site_name)
+            if kind is None or name.casefold() in seen:
+                continue
+            seen.add(name.casefold())
+            out[kind].append(name)
+    # "Jane" and "Jane Doe" from one source: keep the fullest form
+    persons = [n for n in persons if not any(n != m and n.casefold() in m.casefold().split(" ") or
+                                             (n != m and m.casefold().startswith(n.casefold() + " "))
+                                             for m in persons)]
+    return _Names(persons, out[HANDLE], out[ORG])
 
 
 def clean_authors(raw: Iterable[str]) -> tuple[str, ...]:
-    """Split, strip and dedupe byline strings into person names (order kept, case-insensitive)."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for item in raw:
-        for name in _split_byline(item):
-            key = name.casefold()
-            if key not in seen:
-                seen.add(key)
-                out.append(name)
-    return tuple(out)
+    """Split, strip and dedupe byline strings into person names (order kept, case-insensitive); user
+    handles count when no real name is given. Organisation and role credits are not persons."""
+    names = _classified(raw)
+    return names[0] or names[1]
 
 
-def _ld_author_strings(value: Any, idx: dict[str, dict]) -> list[str]:
-    out: list[str] = []
+def _ld_author_strings(value: Any, idx: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """(person strings, organisation names) of a JSON-LD author/creator value."""
+    people: list[str] = []
+    orgs: list[str] = []
     for a in _as_list(value):
         a = _resolve(a, idx)
         if isinstance(a, str):
-            out.append(a)
+            people.append(a)
         elif isinstance(a, dict):
-            t = _types(a)
-            if t and "Person" not in t:
-                continue  # an Organization as author is not a byline
             name = _clean_text(a.get("name"))
             if not name:
                 gn, fn = _clean_text(a.get("givenName")), _clean_text(a.get("familyName"))
                 name = " ".join(x for x in (gn, fn) if x) or None
-            if name:
-                out.append(name)
-    return out
+            if not name:
+                continue
+            t = _types(a)
+            (people if not t or "Person" in t else orgs).append(name)
+    return people, orgs
 
 
 _AUTHOR_META = ("author", "article:author", "og:article:author", "parsely-author", "sailthru.author",
@@ -595,40 +679,159 @@ _BYLINE_XPATH = (
 )
 
 
+_COMMENTS_TOKEN = re.compile(r"^(?:comments?|commentlist|respond)(?:$|[-_])|[-_]comments?$", re.I)
+
+
 def _in_comments(el) -> bool:
-    """Inside a comments section (comment authors are not article authors)."""
+    """Inside a comments section (comment authors are not article authors): an ancestor whose class
+    or id token is a comments container ("comments", "comment-list", "respond"); page-level state
+    classes such as "showing-comments" on <body> do not count."""
     for anc in el.iterancestors():
-        marker = f"{anc.get('class') or ''} {anc.get('id') or ''}".lower()
-        if "comment" in marker or "respond" in marker:
-            return True
+        if anc.tag in ("body", "html"):
+            return False
+        for token in f"{anc.get('class') or ''} {anc.get('id') or ''}".split():
+            if _COMMENTS_TOKEN.search(token):
+                return True
     return False
 
 
+def _el_byline(el) -> str | None:
+    if el.tag in ("link", "meta") or _in_comments(el):
+        return None
+    t = _clean_text(el.get("content")) if el.tag == "meta" else _clean_text(" ".join(el.itertext()))
+    return t if t and len(t) <= 200 else None
+
+
+def _first_byline(els: list, site_name: str) -> _Names:
+    """Names of the first element that names a person, with the matches next to it (same parent or
+    grandparent: "<span class=author>A</span> und <span class=author>B</span>"). Author elements
+    elsewhere on the page (teasers, related stories, other posts) are not this article's byline.
+    Without a person, the first handles and organisations found."""
+    handles: tuple[str, ...] = ()
+    orgs: tuple[str, ...] = ()
+    for i, el in enumerate(els):
+        t = _el_byline(el)
+        if not t:
+            continue
+        names = _classified([t], site_name)
+        if not names[0]:
+            handles, orgs = handles or names[1], orgs or names[2]
+            continue
+        parent = el.getparent()
+        near = {parent, parent.getparent() if parent is not None else None} - {None}
+        texts = [t]
+        for other in els[i + 1:]:
+            op = other.getparent()
+            if op in near or (op is not None and op.getparent() in near):
+                ot = _el_byline(other)
+                if ot:
+                    texts.append(ot)
+        return _Names(_classified(texts, site_name)[0])
+    return _Names((), handles, orgs)
+
+
+# Every element trafilatura's AUTHOR_XPATHS can match has one of these attribute values (a superset, with
+# few contains() instead of its EXSLT regular expressions, which lxml evaluates through Python callbacks):
+# "uthor" (author, AuthorName), "yline"/"byl" (byline, Byline, byl), "name" (username, screenname,
+# channel-name, journalist-name), "ed-by" (submitted-by, posted-by), "bian" (bianji, xiaobian).
+_AUTHOR_GATE = etree.XPath(
+    ".//@class[" + " or ".join(f"contains(., '{t}')" for t in (
+        "uthor", "yline", "byl", "name", "writer", "ed-by", "zuozhe", "bian", "BBL")) + "]/.."
+    " | .//@id[contains(., 'uthor') or contains(., 'zuozhe') or contains(., 'bian')]/.."
+    " | .//@itemprop[contains(., 'author')]/.. | .//@rel[. = 'author']/.. | .//@data-testid/.."
+    " | .//@data-component[contains(., 'Byline')]/.. | .//author")
+
+
+def _trafilatura_bylines(page: ParsedPage) -> list:
+    """Candidate byline elements of trafilatura's own author heuristics (its AUTHOR_XPATHS, in order of
+    trust), minus those its AUTHOR_DISCARD_XPATHS prune (comments, sidebars, quotes, dates...).
+
+    Its expressions only test an element's own tag and attributes, so they are evaluated on a small
+    stand-in document: attribute-only copies of the candidate elements (found by :data:`_AUTHOR_GATE`)
+    and of their ancestors, not the page (no copy of the page, no regex callback per element)."""
+    from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS, AUTHOR_XPATHS
+
+    cands = _AUTHOR_GATE(page.tree)
+    if not cands:
+        return []
+    stand_in = etree.Element("html")
+    body = etree.SubElement(stand_in, "body")
+    original: dict = {}  # stand-in copy -> page element
+    copied: set = set()
+
+    def shallow(el):
+        if el in copied:
+            return
+        copied.add(el)
+        try:
+            copy = etree.SubElement(body, el.tag, {k: v for k, v in el.attrib.items()})
+        except (TypeError, ValueError):  # odd tag or attribute names
+            return
+        original[copy] = el
+
+    for el in cands:
+        shallow(el)
+    cand_copies = list(original)
+    for el in cands:
+        for anc in el.iterancestors():
+            if anc.tag in ("body", "html"):
+                break
+            shallow(anc)
+    discard: set = set()
+    for xp in AUTHOR_DISCARD_XPATHS:
+        try:
+            discard.update(original[c] for c in xp(stand_in) if c in original)
+        except Exception:  # noqa: BLE001
+            continue
+    out: list = []
+    for xp in AUTHOR_XPATHS:
+        try:
+            matched = {c for c in xp(stand_in) if c in original}
+        except Exception:  # noqa: BLE001
+            continue
+        for c in cand_copies:  # document order
+            el = original[c]
+            if c in matched and el not in discard and not any(a in discard for a in el.iterancestors()):
+                out.append(el)
+    return out
+
+
 def authors_of(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, ...]:
-    """site rule -> JSON-LD author/creator (Person or string) -> author meta tags -> visible byline.
-    Names equal to the site's own name are not authors."""
-    names = _authors_raw(page, site)
+    """Person names of the article's byline. Sources in order of trust, the first naming a person wins:
+    site rule -> JSON-LD author/creator of the article node (Person or string) -> author meta tags ->
+    the visible byline (rel=author, itemprop=author, byline and author classes) -> trafilatura's author
+    heuristics on the same tree. When no source names a person: the first user handle ("gizzmo"), else
+    the first organisation or role credit ("Redaktion", "dpa", the site's own name)."""
     site_name = (_safe(site_name_of, page, site) or "").casefold()
-    return tuple(n for n in names if n.casefold() != site_name) if site_name else names
+    handles: tuple[str, ...] = ()
+    orgs: tuple[str, ...] = ()
+    for persons, h, o in _author_evidence(page, site, site_name):
+        if persons:
+            return persons
+        handles, orgs = handles or h, orgs or o
+    return handles or orgs
 
 
-def _authors_raw(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, ...]:
+def _author_evidence(page: ParsedPage, site: SiteRule | None, site_name: str):
+    """:class:`_Names` per source, lazily, in order of trust (the costly ones last)."""
     if site and site.author_selector:
-        names = clean_authors(_clean_text(el.get("content")) or _el_text(el) or ""
-                              for el in _select(page, site.author_selector))
-        if names:
-            return names
+        yield _classified((_clean_text(el.get("content")) or _el_text(el) or ""
+                           for el in _select(page, site.author_selector)), site_name)
     node, idx = _ld(page)
+    if node is None:  # no article node: the page node's author (older Yoast graphs put it there)
+        node = next((n for n in page.jsonld if isinstance(n, dict) and _types(n) & _PAGE_TYPES
+                     and n.get("author")), None)
     if node:
-        names = clean_authors(_ld_author_strings(node.get("author"), idx)
-                              or _ld_author_strings(node.get("creator"), idx))
-        if names:
-            return names
+        for key in ("author", "creator"):
+            people, organisations = _ld_author_strings(node.get(key), idx)
+            names = _classified(people, site_name)
+            # an Organization-typed author is a credit, whatever its name looks like
+            orgs = names[2] + tuple(c[1] for c in (_classify(n, site_name) for n in organisations) if c[0])
+            yield _Names(names[0], names[1], orgs)
     for key in _AUTHOR_META:
         vals = [v for v in _meta(page, key) if not v.lower().startswith(("http://", "https://"))]
-        names = clean_authors(vals)
-        if names:
-            return names
+        if vals:
+            yield _classified(vals, site_name)
     for xp, keep in _BYLINE_XPATH:
         try:
             els = xp(page.tree)
@@ -636,17 +839,42 @@ def _authors_raw(page: ParsedPage, site: SiteRule | None = None) -> tuple[str, .
             continue
         if keep is not None:
             els = keep(els)
-        texts = []
-        for el in els:
-            if el.tag in ("link", "meta") or _in_comments(el):
-                continue
-            t = _clean_text(" ".join(el.itertext()))
-            if t and len(t) <= 200:
-                texts.append(t)
-        names = clean_authors(texts)
-        if names:
-            return names
-    return ()
+        if els:
+            yield _first_byline(els, site_name)
+    yield _body_byline(page, site_name)
+    yield _first_byline(_trafilatura_bylines(page), site_name)
+
+
+_BODY_BYLINE_TAGS = ("p", "div", "span", "strong", "b", "em", "address", "h4", "h5", "h6")
+
+
+def _body_byline(page: ParsedPage, site_name: str) -> _Names:
+    """An unmarked byline block: the first short element whose own text starts with a byline prefix
+    ("Von", "By", "Par", "Text:") and whose first line is nothing but full, capitalised person names."""
+    v = _vocab()
+    for el in page.tree.iter(_BODY_BYLINE_TAGS):
+        head = el.text
+        if not head or len(head) > 40 or not v.body_prefix.match(head) or _in_comments(el):
+            continue
+        parts = [el.text or ""]
+        for child in el:  # the first line: up to the first <br> or block
+            if child.tag in ("br", "p", "div") or not isinstance(child.tag, str):
+                break
+            parts.append(child.text_content() or "")
+            parts.append(child.tail or "")
+            if "\n" in (child.tail or ""):
+                break
+        line = _clean_text(" ".join(parts).split("\n")[0])
+        if not line or len(line) > 100:
+            continue
+        body = v.body_prefix.sub("", line, count=1)
+        pieces = _split_byline(body)
+        names = [_classify(p, site_name) for p in pieces]
+        if names and all(k == PERSON and len(n.split()) >= 2 and all(w[:1].isupper() or w.casefold() in v.particles
+                                                                         for w in n.split())
+                         for k, n in names):
+            return _Names(n for _k, n in names)
+    return _Names()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -662,61 +890,99 @@ _TZINFOS = {
 _MIN_YEAR, _MAX_YEAR = 1900, 2100
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None or dt.utcoffset() is None else dt
+@dataclass(frozen=True, slots=True)
+class When:
+    """A parsed date value: ``at`` the instant (aware; naive values taken as UTC), ``day`` the calendar
+    date as the value wrote it (in its own zone), ``zone``: ``"local"`` (a non-UTC offset), ``"utc"``
+    (``Z``, ``+00:00``, ``GMT``, an epoch number) or ``"none"`` (no zone written: naive or date-only),
+    ``timed``: a time of day was written."""
+
+    at: datetime
+    day: date
+    zone: str
+    timed: bool
 
 
-def parse_date(value: Any) -> datetime | None:
-    """A timezone-aware datetime from an ISO-8601 / RFC-2822 / common date string or epoch number;
-    None when it does not parse or needs guessing (a bare year, a time without a date).
-    Naive values are taken as UTC."""
+_TIME_WORD = re.compile(r"(?<=\d)\s*(?:uhr|h)\b\.?", re.I)
+_DAY_FIRST = re.compile(r"\d{1,2}\s?[.\-]\s?\d{1,2}\s?[.\-]\s?\d{4}")  # 06.07.2019, 01-11-2023: day first
+
+
+def parse_when(value: Any) -> When | None:
+    """:class:`When` from an ISO-8601 / RFC-2822 / common date string, a datetime or an epoch number;
+    None when it does not parse or needs guessing (a bare year, a month without a day, a time without a
+    date). ``dd.mm.yyyy`` and ``dd-mm-yyyy`` are day first (no locale writes month first with those)."""
     from dateutil import parser as du
 
     if isinstance(value, datetime):
-        return _aware(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(int(value))
-    s = _clean_text(value)
-    if not s or len(s) > 64:
-        return None
-    try:
-        if re.fullmatch(r"\d{10}(?:\d{3})?", s):  # unix epoch (s or ms)
-            ts = int(s) / (1000 if len(s) == 13 else 1)
-            dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-        else:
-            if not re.search(r"\d{4}", s) or not re.search(r"\d{1,2}\D+\d{1,2}|\d{8}|[A-Za-zé]{3,}", s):
-                return None
-            try:
-                dt = du.isoparse(s)
-            except (ValueError, OverflowError):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    dayfirst = bool(re.match(r"\d{1,2}\.\s?\d{1,2}\.\s?\d{4}", s))  # 06.07.2019
-                    dt = du.parse(s, tzinfos=_TZINFOS, default=datetime(2000, 1, 1), dayfirst=dayfirst)
-                    # reject a parse that had to invent the day (e.g. "2019" or "June 2019")
-                    dt2 = du.parse(s, tzinfos=_TZINFOS, default=datetime(2001, 2, 2), dayfirst=dayfirst)
-                    if dt.day != dt2.day or dt.month != dt2.month:
-                        return None
-    except (ValueError, OverflowError, TypeError, OSError, AttributeError):
-        return None
+        dt = value
+        zone_known = dt.tzinfo is not None and dt.utcoffset() is not None
+        timed = True
+    else:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(int(value))
+        s = _clean_text(value)
+        if not s or len(s) > 64:
+            return None
+        s = _TIME_WORD.sub("", s)  # "11.03.2024, 00:30 Uhr"
+        try:
+            if re.fullmatch(r"\d{10}(?:\d{3})?", s):  # unix epoch (s or ms): an instant
+                ts = int(s) / (1000 if len(s) == 13 else 1)
+                dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+                timed = True
+            else:
+                if not re.search(r"\d{4}", s) or not re.search(r"\d{1,2}\D+\d{1,2}|\d{8}|[A-Za-zé]{3,}", s):
+                    return None
+                try:
+                    dt = du.isoparse(s)
+                except (ValueError, OverflowError):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        dayfirst = bool(_DAY_FIRST.match(s))
+                        dt = du.parse(s, tzinfos=_TZINFOS, default=datetime(2000, 1, 1), dayfirst=dayfirst)
+                        # reject a parse that had to invent the day (e.g. "2019" or "June 2019")
+                        dt2 = du.parse(s, tzinfos=_TZINFOS, default=datetime(2001, 2, 2, 1, 1),
+                                       dayfirst=dayfirst)
+                        if dt.day != dt2.day or dt.month != dt2.month:
+                            return None
+                        timed = (dt.hour, dt.minute) == (dt2.hour, dt2.minute)
+                else:
+                    timed = bool(re.search(r"\d[T ]\d{1,2}:?\d{2}", s))
+        except (ValueError, OverflowError, TypeError, OSError, AttributeError):
+            return None
+        zone_known = dt.tzinfo is not None and dt.utcoffset() is not None
     if not _MIN_YEAR <= dt.year <= _MAX_YEAR:
         return None
     try:
-        return _aware(dt)
+        day = dt.date()
+        if not zone_known:
+            return When(dt.replace(tzinfo=timezone.utc), day, "none", timed)
+        return When(dt, day, "utc" if dt.utcoffset() == timedelta(0) else "local", timed)
     except (ValueError, OverflowError):
         return None
 
 
-def _date_from_elements(els: list) -> datetime | None:
+def parse_date(value: Any) -> datetime | None:
+    """A timezone-aware datetime (its own offset kept) from a date value (see :func:`parse_when`);
+    naive values are taken as UTC."""
+    w = parse_when(value)
+    return w.at if w else None
+
+
+def _when_from_elements(els: list) -> When | None:
     for el in els:
         for attr in ("datetime", "content", "data-datetime", "data-date", "title"):
-            d = parse_date(el.get(attr))
-            if d:
-                return d
-        d = parse_date(_el_text(el))
-        if d:
-            return d
+            w = parse_when(el.get(attr))
+            if w:
+                return w
+        w = parse_when(_el_text(el))
+        if w:
+            return w
     return None
+
+
+def _date_from_elements(els: list) -> datetime | None:
+    w = _when_from_elements(els)
+    return w.at if w else None
 
 
 _PUBLISHED_META = (
@@ -731,37 +997,109 @@ _MODIFIED_META = (
     "article.updated", "dcterms.modified", "dc.date.modified", "last-modified-date", "modified_time",
     "article:modified", "lastmod",
 )
+_LD_PUBLISHED = ("datePublished", "dateCreated", "uploadDate")
+_TIME_XPATH = etree.XPath(
+    ".//time[@itemprop='datePublished' or @pubdate or contains(@class,'publish')]"
+    " | .//*[@itemprop='datePublished']"
+    " | .//article//time[@datetime]"
+    " | .//time[@datetime]")
+_URL_DATE = re.compile(r"/((?:19|20)\d\d)[/\-_]?(0[1-9]|1[0-2])[/\-_]?(0[1-9]|[12]\d|3[01])(?=[/\-_.]|$)")
+
+
+def _published_times(page: ParsedPage) -> list:
+    try:
+        els = _TIME_XPATH(page.tree)
+    except Exception:  # noqa: BLE001
+        return []
+    return [e for e in els if "modif" not in (e.get("itemprop") or "").lower()
+            and "updat" not in (e.get("class") or "").lower()]
+
+
+def published_when(page: ParsedPage, site: SiteRule | None = None) -> When | None:
+    """The published date: site rule -> JSON-LD article node -> published meta tags -> ``<time>`` /
+    ``itemprop=datePublished`` elements -> htmldate on the tree (extensive search, original date)."""
+    if site and site.date_selector:
+        w = _when_from_elements(_select(page, site.date_selector))
+        if w:
+            return w
+    node, _ = _ld(page)
+    if node:
+        for key in _LD_PUBLISHED:
+            w = parse_when(node.get(key))
+            if w:
+                return w
+    for key in _PUBLISHED_META:
+        for v in _meta(page, key):
+            w = parse_when(v)
+            if w:
+                return w
+    w = _when_from_elements(_published_times(page))
+    if w:
+        return w
+    return _htmldate(page, original=True)
+
+
+def _other_readings(page: ParsedPage) -> Iterable[When]:
+    """Every published-date value the page states (all JSON-LD nodes, meta tags, ``<time>`` elements),
+    lazily, for :func:`publisher_day`."""
+    for node in page.jsonld:
+        if isinstance(node, dict):
+            for key in _LD_PUBLISHED:
+                w = parse_when(node.get(key))
+                if w:
+                    yield w
+    for key in _PUBLISHED_META:
+        for v in _meta(page, key):
+            w = parse_when(v)
+            if w:
+                yield w
+    for el in _published_times(page):
+        for value in (el.get("datetime"), el.get("content"), _el_text(el)):  # the printed text too
+            w = parse_when(value)
+            if w:
+                yield w
+
+
+def _url_day(url: str | None) -> date | None:
+    m = _URL_DATE.search(urlsplit(url or "").path)
+    if not m:
+        return None
+    try:
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+def publisher_day(page: ParsedPage, when: When | None) -> date | None:
+    """The calendar date of ``when`` as the publisher printed it, in the publisher's own zone.
+
+    A value with a local offset or without a zone is its own date (``2022-11-07T00:30+01:00`` is
+    2022-11-07, ``2022-11-07`` stays that date). A UTC instant says nothing about the publisher's zone,
+    so another reading of the same publication decides, when the page has one: a value of the same
+    instant written with a local offset, a zone-less wall-clock time (a ``<time>`` element's printed
+    text too) a whole quarter-hour offset away, then a date in the article URL (``/2019/01/01/``)
+    within a day. Else the UTC date."""
+    if when is None:
+        return None
+    if when.zone != "utc":
+        return when.day
+    utc_wall = when.at.astimezone(timezone.utc).replace(tzinfo=None)
+    for other in _other_readings(page):
+        if other.zone == "local" and abs((other.at - when.at).total_seconds()) <= 60:
+            return other.day
+        if other.zone == "none" and other.timed:
+            delta = (other.at.replace(tzinfo=None) - utc_wall).total_seconds()
+            if delta and abs(delta) <= 14 * 3600 and delta % 900 == 0:
+                return other.day
+    url_day = _url_day(page.url)
+    if url_day is not None and abs((url_day - when.day).days) <= 1:
+        return url_day
+    return when.day
 
 
 def published_of(page: ParsedPage, site: SiteRule | None = None) -> datetime | None:
-    if site and site.date_selector:
-        d = _date_from_elements(_select(page, site.date_selector))
-        if d:
-            return d
-    node, _ = _ld(page)
-    if node:
-        for key in ("datePublished", "dateCreated", "uploadDate"):
-            d = parse_date(node.get(key))
-            if d:
-                return d
-    for key in _PUBLISHED_META:
-        for v in _meta(page, key):
-            d = parse_date(v)
-            if d:
-                return d
-    try:
-        els = page.tree.xpath(
-            ".//time[@itemprop='datePublished' or @pubdate or contains(@class,'publish')]"
-            " | .//*[@itemprop='datePublished']"
-            " | .//article//time[@datetime]"
-            " | .//time[@datetime]")
-    except Exception:  # noqa: BLE001
-        els = []
-    d = _date_from_elements([e for e in els if "modif" not in (e.get("itemprop") or "").lower()
-                             and "updat" not in (e.get("class") or "").lower()])
-    if d:
-        return d
-    return _htmldate(page, original=True)
+    w = published_when(page, site)
+    return w.at if w else None
 
 
 def modified_of(page: ParsedPage, site: SiteRule | None = None) -> datetime | None:
@@ -788,18 +1126,20 @@ def modified_of(page: ParsedPage, site: SiteRule | None = None) -> datetime | No
     return _date_from_elements(els)  # no htmldate guess for the modified date
 
 
-def _htmldate(page: ParsedPage, *, original: bool) -> datetime | None:
-    """Last fallback for the published date: htmldate on the tree (it copies before pruning)."""
+def _htmldate(page: ParsedPage, *, original: bool) -> When | None:
+    """Last fallback for the published date, for pages without structured dates: htmldate (trafilatura's
+    own date finder) on the already-parsed tree (it copies before pruning; no second parse), with its
+    extensive search (free-text dates) as trafilatura runs it."""
     try:
         from htmldate import find_date
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s = find_date(page.tree, extensive_search=False, original_date=original,
-                          outputformat="%Y-%m-%dT%H:%M:%S%z", url=page.url)
+            s = find_date(page.tree, extensive_search=True, original_date=original,
+                          outputformat="%Y-%m-%d", url=page.url)
     except Exception:  # noqa: BLE001 - third-party heuristics: a failure is "no date"
         return None
-    return parse_date(s) if s else None
+    return parse_when(s) if s else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -989,10 +1329,12 @@ def language_of(page: ParsedPage, site: SiteRule | None = None) -> str | None:
 
 def extract_metadata(page: ParsedPage, site: SiteRule | None = None) -> Metadata:
     """All metadata fields of ``page``; never raises for data problems."""
+    when = _safe(published_when, page, site)
     return Metadata(
         title=_safe(title_of, page, site),
         authors=_safe(authors_of, page, site) or (),
-        published_at=_safe(published_of, page, site),
+        published_at=when.at if when else None,
+        published_date=_safe(lambda p, _s: publisher_day(p, when), page, site),
         modified_at=_safe(modified_of, page, site),
         site_name=_safe(site_name_of, page, site),
         canonical_url=_safe(canonical_url_of, page, site),

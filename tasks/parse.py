@@ -85,7 +85,7 @@ def parse_html(html: str | bytes, url: str) -> ParsedPage:
         if not raw.strip():
             continue
         try:
-            _flatten_jsonld(json.loads(raw), jsonld)
+            _flatten_jsonld(json.loads(raw, strict=False), jsonld)  # raw newlines inside strings are common
         except (json.JSONDecodeError, RecursionError):
             continue
 

@@ -10,7 +10,7 @@ NAME.json::
                 "<field>_contains": substring expected in that field}}
 
 Only the fields listed are asserted; ``null`` asserts None. Datetimes are ISO strings compared as instants
-(the offset may differ). Lists compare to tuples.
+(the offset may differ); ``published_date`` is an ISO date string. Lists compare to tuples.
 
 Also: every site in ``config/sites/`` has a fixture (the fixture URL on the site's domain or a subdomain of
 it, with the domain as ``load_rules`` reads it: the ``domain`` key, else the file name), and at least one of
@@ -56,6 +56,8 @@ def _same(field: str, got, want) -> bool:
         return got is None
     if field in DATE_FIELDS:
         return got is not None and got.tzinfo is not None and got == datetime.fromisoformat(want)
+    if field == "published_date":  # a calendar date, compared as its ISO string
+        return got is not None and got.isoformat() == want
     if isinstance(want, list):
         return tuple(got or ()) == tuple(want)
     return got == want

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -254,3 +254,159 @@ def test_comment_authors_and_site_name_are_not_bylines():
     assert extract_metadata(page(body=body)).authors == ()
     p = page(head='<meta property="og:site_name" content="Futurism"><meta name="author" content="Vic Tang, Futurism">')
     assert extract_metadata(p).authors == ("Vic Tang",)
+
+
+# ---- issue 12: author evidence and name validation ---------------------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [
+    # user-interface strings are never names, whatever the language
+    (["View my complete profile"], ()),
+    (["Afficher mon profil complet"], ()),
+    (["Weitere Artikel"], ()),
+    (["Donnerstag"], ()),
+    # the name in an author-archive link text is kept, the link words are not
+    (["View all posts by Dana Whitlock"], ("Dana Whitlock",)),
+    (["Zeige alle Beiträge von Ole Brandt →"], ()),  # an arrow is not part of a name: no guess
+    (["Veröffentlicht von Kai Lindqvist"], ("Kai Lindqvist",)),
+    # degrees and job titles after a comma are not second names
+    (["Grant Ellery, PhD"], ("Grant Ellery",)),
+    (["Alicia Moreno, MD"], ("Alicia Moreno",)),
+    (["Sam Okafor, Sr. Director of Clinical Content"], ("Sam Okafor",)),
+    (["Nora Quist, M.D., and Ben Halloway, Ph.D."], ("Nora Quist", "Ben Halloway")),
+    # every joiner splits; initials and one-letter capitals do not
+    (["Von Roland Brockstedt und Sabine Dreier"], ("Roland Brockstedt", "Sabine Dreier")),
+    (["Por Lucía Ferrer y Tomás Iglesias"], ("Lucía Ferrer", "Tomás Iglesias")),
+    (["Par Claire Dumas et Hugo Lefort"], ("Claire Dumas", "Hugo Lefort")),
+    (["Mia Sorensen & Theo Albrecht"], ("Mia Sorensen", "Theo Albrecht")),
+    (["By Ana Beltrán and Joe Y. Park"], ("Ana Beltrán", "Joe Y. Park")),
+    # a byline with its date
+    (["Von Tomas Spahner Fr, 18. Oktober 2019"], ("Tomas Spahner",)),
+    (["VON  MORITZ GATHMER  am 21. April 2020"], ("Moritz Gathmer",)),
+    # a list of sections in an "author" box is not a byline
+    (["01.12.2022 / CSP / International / Photovoltaik / Speicher"], ()),
+    # organisations and roles are not persons
+    (["Redaktion"], ()),
+    (["Wikimedia Foundation"], ()),
+])
+def test_clean_authors_vocabularies(raw, expected):
+    assert clean_authors(raw) == expected
+
+
+def test_ui_string_author_link_is_rejected_and_the_byline_kept():
+    body = ('<div class="post"><p>Text.</p><span class="post-author">Posted by <a rel="author" href="/p/1">'
+            'Tomasz Wren</a></span></div>'
+            '<div class="widget Profile"><a rel="author" href="/p/1">Afficher mon profil complet</a></div>')
+    assert extract_metadata(page(body=body)).authors == ("Tomasz Wren",)
+
+
+def test_organisation_author_only_when_no_person_is_named():
+    org = {"@type": "Organization", "name": "Küstenwacht Verband"}
+    ld = {"@type": "NewsArticle", "headline": "H", "author": org}
+    # the page names a person in its byline: the organisation is not an author
+    body = '<p class="byline">By <a rel="author" href="/a/ines">Ines Marquardt</a></p>'
+    assert extract_metadata(page(body=body, jsonld=[ld])).authors == ("Ines Marquardt",)
+    # no person anywhere: the organisation is the answer
+    assert extract_metadata(page(jsonld=[ld])).authors == ("Küstenwacht Verband",)
+    # the site's own name, a newsroom credit: the same rule
+    p = page(head='<meta property="og:site_name" content="Hafenblatt"><meta name="author" content="Hafenblatt">')
+    assert extract_metadata(p).authors == ("Hafenblatt",)
+    p = page(head='<meta name="author" content="Redaktion">', body='<p class="author">Jana Holt</p>')
+    assert extract_metadata(p).authors == ("Jana Holt",)
+    # a wire credit is never an author (it is syndication evidence for the copyright holder)
+    assert extract_metadata(page(head='<meta name="author" content="dpa">')).authors == ()
+
+
+def test_person_beats_user_handle_and_handle_beats_nothing():
+    p = page(head='<meta name="author" content="edi.larosa">', body='<span class="author-name">Edi La Rosa</span>')
+    assert extract_metadata(p).authors == ("Edi La Rosa",)
+    assert extract_metadata(page(head='<meta name="author" content="gizzmo">')).authors == ("gizzmo",)
+
+
+def test_unmarked_body_byline_yields_both_names():
+    body = ('<article><p><strong>KENIA – Streit ums Feuerholz</strong></p>'
+            '<p>Von <strong><a href="/autor/rb">Roland Brockstedt</a></strong> und <strong><a href="/autor/sd">'
+            'Sabine Dreier</a></strong><br>Kakuma</p><p>Von so viel Hilfe können die Nachbarn nur träumen.</p>'
+            '</article>')
+    assert extract_metadata(page(body=body, lang="de")).authors == ("Roland Brockstedt", "Sabine Dreier")
+    # a sentence that starts with "Von" is not a byline
+    assert extract_metadata(page(body='<p>Von Berlin aus fährt der Zug weiter.</p>', lang="de")).authors == ()
+
+
+def test_byline_from_one_place_not_every_author_box_on_the_page():
+    body = ('<article><div class="byline"><span class="author">Lea Brandt</span></div><p>Text.</p></article>'
+            '<aside class="related"><div class="teaser"><span class="author">Max Ohm</span></div>'
+            '<div class="teaser"><span class="author">Ida Roth</span></div></aside>')
+    assert extract_metadata(page(body=body)).authors == ("Lea Brandt",)
+
+
+def test_comment_classes_on_body_do_not_hide_the_byline():
+    p = parse_html('<html><body class="single showing-comments"><article><div class="post_author">Jessie Marr'
+                   '</div><p>Text.</p></article></body></html>', URL)
+    assert extract_metadata(p).authors == ("Jessie Marr",)
+
+
+def test_trafilatura_author_heuristics_are_the_last_source():
+    # only trafilatura's expressions know class="journalist-name"; its discard rules drop the sidebar one
+    body = ('<div class="sidebar"><span class="journalist-name">Side Barman</span></div>'
+            '<article><span class="journalist-name">Greta Holm</span><p>Text.</p></article>')
+    assert extract_metadata(page(body=body)).authors == ("Greta Holm",)
+
+
+def test_jsonld_author_on_the_page_node_and_jsonld_with_raw_newlines():
+    ld = {"@graph": [{"@type": "WebPage", "@id": "#page", "author": {"@id": "#p"}},
+                     {"@type": "Person", "@id": "#p", "name": "Giorgio Gaddi"}]}
+    assert extract_metadata(page(jsonld=[ld])).authors == ("Giorgio Gaddi",)
+    raw = '{"@type": "BlogPosting", "headline": "H", "articleBody": "line one\nline two",' \
+          ' "author": {"@type": "Person", "name": "Jacopo Casati"}}'
+    assert extract_metadata(page(jsonld=[raw])).authors == ("Jacopo Casati",)
+
+
+# ---- issue 12: published_date, the publisher's calendar date ---------------------------------------
+
+def test_published_date_is_the_date_in_the_publishers_own_zone():
+    ld = {"@type": "NewsArticle", "datePublished": "2022-11-07T00:30:00+01:00"}
+    md = extract_metadata(page(jsonld=[ld]))
+    assert md.published_at == datetime(2022, 11, 6, 23, 30, tzinfo=timezone.utc)
+    assert md.published_date == date(2022, 11, 7)
+    md = extract_metadata(page(head='<meta property="article:published_time" content="2023-06-14T21:10:00-07:00">'))
+    assert md.published_date == date(2023, 6, 14) and md.published_at.astimezone(timezone.utc).day == 15
+
+
+def test_published_date_of_a_date_only_or_naive_value_is_that_date():
+    md = extract_metadata(page(jsonld=[{"@type": "NewsArticle", "datePublished": "2024-01-15"}]))
+    assert md.published_date == date(2024, 1, 15)
+    md = extract_metadata(page(head='<meta name="date" content="2024-01-15 23:45">'))
+    assert md.published_date == date(2024, 1, 15)
+
+
+def test_utc_instant_takes_the_date_of_a_local_reading_of_the_same_publication():
+    # the same instant with the publisher's offset elsewhere on the page
+    p = page(jsonld=[{"@type": "NewsArticle", "datePublished": "2019-10-18T22:04:00Z"}],
+             head='<meta name="date" content="Sat, 19 Oct 2019 00:04:00 +0200">')
+    assert extract_metadata(p).published_date == date(2019, 10, 19)
+    # the printed wall-clock time of the <time> element
+    p = page(head='<meta property="article:published_time" content="2024-03-10T23:30:00+00:00">',
+             body='<time datetime="2024-03-10T23:30:00+00:00">11.03.2024, 00:30 Uhr</time>')
+    assert extract_metadata(p).published_date == date(2024, 3, 11)
+    # the date in the article's URL (WordPress permalinks)
+    p = page(head='<meta property="article:published_time" content="2018-12-31T23:11:59+00:00">',
+             url="https://blog.example.org/2019/01/01/neues-jahr/")
+    assert extract_metadata(p).published_date == date(2019, 1, 1)
+    # nothing else on the page: the UTC date; an unrelated URL date further away is ignored
+    p = page(head='<meta property="article:published_time" content="2018-12-31T23:11:59+00:00">',
+             url="https://blog.example.org/2018/06/01/archive/")
+    assert extract_metadata(p).published_date == date(2018, 12, 31)
+
+
+def test_day_first_numeric_dates():
+    assert parse_date("01-11-2023 10:29") == datetime(2023, 11, 1, 10, 29, tzinfo=timezone.utc)
+    assert parse_date("11.03.2024, 00:30 Uhr") == datetime(2024, 3, 11, 0, 30, tzinfo=timezone.utc)
+
+
+def test_htmldate_fallback_finds_a_date_in_running_text():
+    body = ('<div class="press"><h1>Mehr Nistkästen</h1><p><b>Pressemitteilung</b> – Lindenthal, 7. März 2024</p>'
+            '<p>Schülerinnen und Schüler haben Nistkästen gebaut und aufgehängt.</p></div>')
+    md = extract_metadata(page(body=body, lang="de", url="https://www.example.org/presse/nistkaesten"))
+    assert md.published_date == date(2024, 3, 7)
+    assert md.published_at == datetime(2024, 3, 7, tzinfo=timezone.utc)
+    assert extract_metadata(page(body="<p>No date anywhere on this page.</p>")).published_date is None

@@ -10,7 +10,8 @@ derived
     ``runs``                latest row per run_id
     ``fetch_state``         latest ``ok`` fetch per URL since the last reset_fetch_state (etag, last_modified)
     ``latest_pages``        latest fetch per URL + its conditional state (``state_etag``, ``state_last_modified``)
-    ``daily_counts``        articles per day (published_at, UTC) per domain/site
+    ``daily_counts``        articles per day per domain/site: ``published_date`` (the publisher's own calendar
+                            date), else the UTC date of published_at / fetched_at / processed_at
     ``copyright_by_holder`` articles, domains, years, syndication per copyright holder
 
 A connection reads one *snapshot*: the table symlinks are resolved when it is created, so compaction
@@ -85,7 +86,8 @@ LEFT JOIN fetch_state s ON s.url = p.url""",
     (
         "daily_counts",
         ("article_versions",),
-        """SELECT CAST(timezone('UTC', coalesce(published_at, fetched_at, processed_at)) AS DATE) AS day,
+        """SELECT coalesce(published_date,
+        CAST(timezone('UTC', coalesce(published_at, fetched_at, processed_at)) AS DATE)) AS day,
     domain, site_name, count(*) AS articles
 FROM articles GROUP BY ALL""",
     ),

@@ -41,6 +41,7 @@ ARTICLE_VERSIONS = pa.schema(
         ("published_at", TS),
         ("modified_at", TS),
         ("language", STR),
+        ("published_date", pa.date32()),  # the publisher's calendar date (issue 12; NULL in older files)
         ("description", STR),
         ("text", STR),
         ("copyright_holder", STR),
