@@ -324,9 +324,13 @@ class _Member:
             except zlib.error as exc:
                 self.ended, self.error = True, str(exc)
                 return b""
-            self.src.consume(len(data) - len(self._d.unconsumed_tail) - len(self._d.unused_data))
+            # at the member's end the input left over is in unused_data (unconsumed_tail may still hold
+            # the same bytes when the output limit was hit in that call)
             if self._d.eof:
+                self.src.consume(len(data) - len(self._d.unused_data))
                 self.ended = True
+            else:
+                self.src.consume(len(data) - len(self._d.unconsumed_tail))
             if out or self.ended:
                 if len(self.head) < _HEAD_BYTES:
                     self.head += out[: _HEAD_BYTES - len(self.head)]
