@@ -70,7 +70,7 @@ _BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|st
 # is extracted. Text-level rules apply on every path; Article.text_path records which one produced it.
 _NOSCRIPT_TEXT_CHARS = 200  # a <noscript> with more text than this is content (blogs, no-JS fallbacks)
 _RETRY_MAX_CHARS = 3000
-_RETRY_PAGE_SHARE = 0.2
+_RETRY_PAGE_SHARE = 0.3
 _RETRY_ACCEPT_RATIO = 1.5
 _CODE_VERSION = "3.3"  # bump when this module's extraction logic changes meaningfully
 

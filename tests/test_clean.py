@@ -307,3 +307,19 @@ def test_news_about_donations_and_coverage_stays(rules, sentence):
     page = page_of(f"<article><p>{PARA}</p><p>{sentence}</p></article>")
     assert clean_tree(page, rules) == []
     assert clean_lines([sentence], rules, "news.example.org")[0] == [sentence]
+
+
+@pytest.mark.parametrize("line,rule", [
+    ("For the latest stories and breaking news updates download the Harbor News apps for iOS and Android.",
+     "other.app.en"),
+    ("LE PUEDE INTERESAR: La ficha del exalcalde en el juzgado", "related.teaser.es"),
+    ("NOTAS RELACIONADAS", "related.teaser.es"),
+    ("Schon gelesen? Neue Radwege für die Innenstadt", "related.teaser.de"),
+    ("Zum Weiterlesen:", "related.teaser.de"),
+])
+def test_app_promo_lead_in_and_teaser_labels(rules, line, rule):
+    kept, removed = clean_lines([PARA, line], rules, "news.example.org")
+    assert kept == [PARA] and [r.rule for r in removed] == [rule]
+    for prose in ("For more than a decade the city has tried to get the app developers to pay taxes.",
+                  "For the latest news the mayor said residents should get the county app and turn on alerts."):
+        assert clean_lines([prose], rules, "news.example.org")[0] == [prose]
