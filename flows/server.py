@@ -20,6 +20,9 @@ __all__ = ["port_free", "server_env", "start_server", "stop_server"]
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # as the server binds (uvicorn sets SO_REUSEADDR): connections of a server just stopped, left in
+        # TIME_WAIT, do not make the port look taken; a listening socket still does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -59,7 +62,7 @@ def start_server(host: str, port: int, *, timeout: float = 90.0, log_path: Path 
     prefect_exe = Path(sys.executable).with_name("prefect")
     cmd = ([str(prefect_exe)] if prefect_exe.exists() else [sys.executable, "-m", "prefect"])
     proc = subprocess.Popen([*cmd, "server", "start", "--host", host, "--port", str(port)], env=env,
-                            stdout=out, stderr=subprocess.STDOUT if log_path else None,
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT if log_path else None,
                             start_new_session=True)
     deadline = time.monotonic() + timeout
     while True:

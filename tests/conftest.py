@@ -26,8 +26,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _newsmill_home(tmp_path_factory):
+    """Every test (and every command it runs) gets a session ``NEWSMILL_HOME`` and a free port for the local
+    Prefect server newsmill starts on first use, which is stopped at the end: the suite never touches the
+    user's server nor leaves one running."""
+    keys = ("NEWSMILL_HOME", "NEWSMILL_SERVER_PORT")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["NEWSMILL_HOME"] = str(tmp_path_factory.mktemp("newsmill-home"))
+    os.environ["NEWSMILL_SERVER_PORT"] = str(free_port())
+    yield Path(os.environ["NEWSMILL_HOME"])
+    from newsmill.flows import local_server
+
+    local_server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory):
+def prefect_api(tmp_path_factory, _newsmill_home):
     """Start ``prefect server start`` on a free loopback port; point this process and children at it."""
     from newsmill.flows.server import server_env, start_server, stop_server
     from newsmill.tasks.errors import NewsmillError
@@ -37,7 +57,8 @@ def prefect_api(tmp_path_factory):
     env = server_env("127.0.0.1", port, home=home)
     env.update({"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"})
     try:
-        proc, url = start_server("127.0.0.1", port, env=env, log_path=home / "server.log")
+        # a fresh database (every migration) takes ~60 s on a loaded 2-core machine
+        proc, url = start_server("127.0.0.1", port, env=env, log_path=home / "server.log", timeout=180)
     except NewsmillError as exc:
         log = home / "server.log"
         pytest.fail(f"prefect server did not start: {exc}\n" + (log.read_text()[-3000:] if log.exists() else ""))

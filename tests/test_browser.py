@@ -1,5 +1,6 @@
-"""``newsmill ui`` in a real browser: the command starts its own Prefect server on 127.0.0.1:PORT, serves
-the deployments, and headless Chromium's deployments page lists ``nightly``. The screenshot is kept in
+"""``newsmill ui`` in a real browser: the command starts the local Prefect server on 127.0.0.1:PORT (in the
+background, ``NEWSMILL_HOME``), serves the deployments, and headless Chromium's deployments page lists
+``nightly``; Ctrl-C stops serving, the server stays until ``newsmill server stop``. The screenshot is kept in
 ``test-artifacts/deployments.png`` (git-ignored)."""
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def test_ui_command_serves_deployments_visible_in_the_browser(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_LOGGING_LEVEL": "WARNING",
-                "DO_NOT_TRACK": "1"})
+                "DO_NOT_TRACK": "1", "NEWSMILL_HOME": str(tmp_path / "nm-home")})
     log_path = tmp_path / "ui.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("newsmill")), "ui", "--port", str(port),
@@ -83,12 +84,19 @@ def test_ui_command_serves_deployments_visible_in_the_browser(tmp_path):
         assert "compact" in dom.stdout
         assert shot.exists() and shot.stat().st_size > 10_000
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: stops serving and the server
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: stops serving; the server runs on in the background
         try:
             proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    # the server went down with the command
+        try:
+            alive = httpx.get(f"{api}/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            alive = False
+        stop = subprocess.run([str(Path(sys.executable).with_name("newsmill")), "server", "stop"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert alive
+    assert stop.returncode == 0 and "stopped the local Prefect server" in stop.stdout, stop.stdout + stop.stderr
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=2)

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from newsmill.cli import extract, maintenance, reprocess, run, serve, sql
+from newsmill.cli import extract, maintenance, reprocess, run, serve, server, sql
 from newsmill.tasks.errors import NewsmillError
 
 __all__ = ["build_parser", "main"]
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_commands(sub)
     run.add_demo(sub)
     serve.add_commands(sub)
+    server.add_commands(sub)
     maintenance.add_compact_delete(sub)
     reprocess.add_commands(sub)
     maintenance.add_publish_reset(sub)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsmill.cli.common import add_warehouse, check_writable, print_summary, progress_bar
+from newsmill.cli.common import add_warehouse, announce_prefect, check_writable, print_summary, progress_bar
 from newsmill.tasks.config import existing_warehouse, resolve_warehouse
 from newsmill.tasks.errors import ConfigError, NewsmillError
 
@@ -61,6 +61,7 @@ def cmd_reprocess(args) -> int:
         if d and not Path(d).is_dir():
             raise ConfigError(f"{opt}: not a directory: {d}")
     flow_ = reprocess.with_options(task_runner=runner)
+    announce_prefect(settings)
     with progress_bar(not args.quiet, "reprocess"):
         info = flow_(warehouse=str(root), since=args.since, until=args.until, source=args.source,
                      domain=args.domain, config=args.config,
@@ -81,6 +82,7 @@ def cmd_import_warc(args) -> int:
             raise NewsmillError(f"no such file: {f}")
         files.append(str(p.resolve()))
     flow_ = import_warc.with_options(task_runner=runner)
+    announce_prefect(settings)
     with progress_bar(not args.quiet, "import", unit="bytes"):
         info = flow_(files=files, warehouse=str(root), domains=args.domain or None, since=args.since,
                      until=args.until, source=args.source, config=args.config)

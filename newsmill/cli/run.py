@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 
-from newsmill.cli.common import add_warehouse, announce_prefect, check_writable, print_summary, progress_bar
+from newsmill.cli.common import (add_warehouse, announce_prefect, check_writable, note_left_running, print_summary,
+                                 progress_bar)
 from newsmill.tasks.config import load_settings, resolve_warehouse
 from newsmill.tasks.errors import ConfigError
 
@@ -43,7 +44,7 @@ def cmd_ingest(args) -> int:
     from newsmill.flows.ingest import default_task_runner, ingest  # Prefect: after the checks above
 
     flow = ingest.with_options(task_runner=default_task_runner(settings))
-    announce_prefect()
+    announce_prefect(settings)
     with progress_bar(not args.quiet):
         info = flow(config=args.config, warehouse=str(root), sources=args.source or None,
                     limit=args.limit, refetch=args.refetch)
@@ -67,10 +68,11 @@ def cmd_demo(args) -> int:
         settings = load_settings(cfg)
         print(f"demo site serving on {base_url}; warehouse: {root}")
         flow = ingest.with_options(task_runner=default_task_runner(settings))
-        announce_prefect()
+        api_url = announce_prefect(settings)
         with progress_bar(not args.quiet):
             info = flow(config=str(cfg), warehouse=str(root))
     print_summary(info)
     print(f"\n$ newsmill sql \"{SAMPLE_SQL}\"")
     print(run_query(root, SAMPLE_SQL, fmt="table"))
+    note_left_running(api_url)
     return 0

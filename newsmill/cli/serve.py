@@ -1,9 +1,8 @@
-"""``newsmill serve`` (serve the Prefect deployments against ``$PREFECT_API_URL``) and ``newsmill ui`` (a
-local Prefect server + UI, then the same)."""
+"""``newsmill serve`` (serve the Prefect deployments against ``$PREFECT_API_URL``) and ``newsmill ui`` (the
+local Prefect server newsmill manages, ``flows.local_server``, started if needed; then the same)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
@@ -27,11 +26,15 @@ def add_commands(sub) -> None:
     _serve_args(s)
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("ui", help="start a local Prefect server + UI on 127.0.0.1 and serve the deployments")
+    s = sub.add_parser("ui", help="open the local Prefect server + UI (started if needed; the one flow "
+                       "commands report to) and serve the deployments")
     _serve_args(s)
-    s.add_argument("--port", type=int, default=4200, help="port of the API and UI (default: 4200)")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: 127.0.0.1; see the README before exposing it)")
+    s.add_argument("--port", type=int, default=None,
+                   help="port of the API and UI when the server starts here (default: $NEWSMILL_SERVER_PORT, "
+                        "else 4280)")
+    s.add_argument("--host", default=None,
+                   help="address to bind when the server starts here (default: 127.0.0.1; see the README "
+                        "before exposing it)")
     s.set_defaults(func=cmd_ui)
 
 
@@ -39,15 +42,8 @@ def _require_api() -> None:
     from prefect.settings import get_current_settings
 
     if not get_current_settings().api.url:
-        raise NewsmillError("PREFECT_API_URL is not set: start a server (newsmill ui, or prefect server "
-                            "start) and export PREFECT_API_URL=http://127.0.0.1:4200/api")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+        raise NewsmillError("PREFECT_API_URL is not set: run newsmill ui (the local server), or start one "
+                            "(newsmill server start) and export the API URL it prints")
 
 
 def cmd_serve(args) -> int:
@@ -59,25 +55,33 @@ def cmd_serve(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from newsmill.cli.server import warn_exposed
+    from newsmill.flows import local_server
     from newsmill.flows.serve import build_deployments, serve_deployments
-    from newsmill.flows.server import start_server, stop_server
 
     build_deployments(args.config, args.warehouse, args.cron, args.timezone)  # fail fast on a bad config
-    if not _is_loopback(args.host) and not os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
-        print("newsmill: warning: binding the Prefect UI/API to a non-loopback address without "
-              "PREFECT_SERVER_API_AUTH_STRING: anyone who can reach it can start runs. "
-              "See the README (Serving: exposing the UI).", file=sys.stderr)
-    proc, api_url = start_server(args.host, args.port)
-    ui_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"Prefect UI: http://{ui_host}:{args.port}  (API {api_url}); Ctrl-C stops the server", flush=True)
+    api_url = get_current_settings().api.url  # an explicit PREFECT_API_URL wins, as for the flow commands
+    if api_url:
+        if args.port is not None or args.host is not None:
+            raise NewsmillError(f"--port/--host: PREFECT_API_URL is set ({api_url}); unset it to use the "
+                                "local server, or run newsmill serve against that one")
+        ui_url = api_url.removesuffix("/api")
+        kept = "the server is yours"
+    else:
+        if args.host is not None:
+            warn_exposed(args.host)
+        info, _ = local_server.ensure_running(port=args.port, host=args.host, on_start=lambda ui, home: print(
+            f"starting the local Prefect server in the background on {ui} (kept in {home}) ...",
+            file=sys.stderr, flush=True))
+        api_url, ui_url = info.api_url, info.ui_url
+        kept = "the server keeps running (newsmill server stop)"
+    print(f"Prefect UI: {ui_url}  (API {api_url}); Ctrl-C stops serving, {kept}", flush=True)
     os.environ["PREFECT_API_URL"] = api_url
     try:
-        from prefect.settings import PREFECT_API_URL, temporary_settings  # after PREFECT_API_URL is set
-
         with temporary_settings({PREFECT_API_URL: api_url}):
             serve_deployments(args.config, args.warehouse, args.cron, args.timezone, limit=args.limit)
     except KeyboardInterrupt:
         pass
-    finally:
-        stop_server(proc)
     return 0

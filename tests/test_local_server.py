@@ -1,0 +1,156 @@
+"""The local Prefect server newsmill manages (``flows.local_server``, ``newsmill server``): real commands in
+subprocesses, a real ``prefect server start``.
+
+Every test here runs its commands with a temporary ``NEWSMILL_HOME``, a free port and no ``PREFECT_*``
+variable (as typed in a fresh shell), and the module stops the server at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NEWSMILL = str(Path(sys.executable).with_name("newsmill"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory):
+    """The environment of a fresh shell: no Prefect settings, a NEWSMILL_HOME of its own."""
+    home = tmp_path_factory.mktemp("nm-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"NEWSMILL_HOME": str(home), "NEWSMILL_SERVER_PORT": str(free_port()),
+                # an empty Prefect profile store: no profile's PREFECT_API_URL either
+                "PREFECT_PROFILES_PATH": str(home / "profiles.toml"), "DO_NOT_TRACK": "1"})
+    env.pop("NEWSMILL_LOCAL_SERVER", None)
+    yield {"env": env, "home": home, "state": home / "prefect" / "server.json"}
+    subprocess.run([NEWSMILL, "server", "stop"], env=env, capture_output=True, timeout=60)
+    _kill_recorded(home / "prefect" / "server.json")
+
+
+def _kill_recorded(state: Path) -> None:
+    try:
+        pid = json.loads(state.read_text())["pid"]
+        os.killpg(pid, signal.SIGKILL)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
+def nm(shell, *args, timeout=600, env=None):
+    return subprocess.run([NEWSMILL, *args], env=env or shell["env"], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _servers_of(home: Path) -> list[psutil.Process]:
+    """The ``prefect server start`` processes whose PREFECT_HOME is under ``home``."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if "server" in cmd and "start" in cmd and any("prefect" in c for c in cmd):
+                if p.environ().get("PREFECT_HOME", "").startswith(str(home)):
+                    found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def _flow_runs(api: str) -> list[dict]:
+    return httpx.post(f"{api}/flow_runs/filter", json={"sort": "START_TIME_DESC"}, timeout=10).json()
+
+
+def test_first_command_starts_the_server_later_ones_reuse_it_and_stop_stops_it(shell, tmp_path):
+    st = nm(shell, "server", "status")
+    assert st.returncode == 1 and "no local Prefect server running" in st.stdout
+
+    first = nm(shell, "demo", "--warehouse", str(tmp_path / "wh1"), "--quiet")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "starting a local Prefect server in the background" in first.stderr
+    assert "newsmill server stop" in first.stdout.splitlines()[-1]  # the demo says what it left running
+    state = json.loads(shell["state"].read_text())
+    pid, api = state["pid"], state["api_url"]
+    assert api == f"http://127.0.0.1:{shell['env']['NEWSMILL_SERVER_PORT']}/api"
+    # the command exited; the server survives it and holds the run
+    assert psutil.pid_exists(pid)
+    runs = _flow_runs(api)
+    assert [(r["flow_id"] is not None, r["state_type"]) for r in runs] == [(True, "COMPLETED")]
+    tasks = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [runs[0]["id"]]}}},
+                       timeout=10).json()
+    assert any(t["name"].startswith("batch-") for t in tasks)
+    assert (shell["home"] / "prefect" / "prefect.db").exists()
+
+    second = nm(shell, "demo", "--warehouse", str(tmp_path / "wh2"), "--quiet")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "starting" not in second.stderr and f"Prefect API: {api}" in second.stderr
+    assert json.loads(shell["state"].read_text())["pid"] == pid
+    assert [p.pid for p in _servers_of(shell["home"])] == [pid]  # no second server
+    assert len(_flow_runs(api)) == 2
+
+    again = nm(shell, "server", "start")  # idempotent
+    assert again.returncode == 0 and "already running" in again.stdout and str(pid) in again.stdout
+    st = nm(shell, "server", "status")
+    assert st.returncode == 0 and f"pid {pid}" in st.stdout and api.removesuffix("/api") in st.stdout
+    assert "up " in st.stdout
+
+    stop = nm(shell, "server", "stop")
+    assert stop.returncode == 0 and f"pid {pid}" in stop.stdout
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert _servers_of(shell["home"]) == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)
+    assert not shell["state"].exists()
+    assert nm(shell, "server", "status").returncode == 1
+    assert "no local Prefect server running" in nm(shell, "server", "stop").stdout
+
+
+def test_a_killed_server_is_recovered_and_a_reused_pid_is_not_mistaken_for_it(shell):
+    start = nm(shell, "server", "start")
+    assert start.returncode == 0, start.stderr[-3000:]
+    state = json.loads(shell["state"].read_text())
+    os.killpg(state["pid"], signal.SIGKILL)  # crash: the pid file stays behind
+    deadline = time.monotonic() + 20
+    while psutil.pid_exists(state["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shell["state"].exists()
+
+    st = nm(shell, "server", "status")
+    assert st.returncode == 1 and "no local Prefect server running" in st.stdout
+    restart = nm(shell, "server", "start")
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    new = json.loads(shell["state"].read_text())
+    assert new["pid"] != state["pid"] and "started" in restart.stdout
+    assert httpx.get(f"{new['api_url']}/health", timeout=5).status_code == 200
+
+    # a stale record whose pid now belongs to another program (this test process) is not the server
+    nm(shell, "server", "stop")
+    shell["state"].write_text(json.dumps({**new, "pid": os.getpid()}))
+    st = nm(shell, "server", "status")
+    assert st.returncode == 1, st.stdout
+    assert psutil.pid_exists(os.getpid())  # and nothing was killed
+    assert not shell["state"].exists()
+
+
+def test_an_explicit_prefect_api_url_wins(shell, prefect_api, tmp_path):
+    nm(shell, "server", "stop")
+    env = {**shell["env"], "PREFECT_API_URL": prefect_api["url"]}
+    p = nm(shell, "demo", "--warehouse", str(tmp_path / "wh"), "--quiet", env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"Prefect API: {prefect_api['url']}" in p.stderr
+    assert "starting" not in p.stderr and "left running" not in p.stdout
+    assert not shell["state"].exists() and _servers_of(shell["home"]) == []
