@@ -9,6 +9,7 @@ WARC archive writer) are not passed as parameters. Tasks look them up here by ``
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -111,10 +112,30 @@ def extract_batch(pages, rules, settings, history):
     return extract_batch_budgeted(pages, rules=rules, settings=settings, history=history)
 
 
-def _worker_init() -> None:  # pragma: no cover - runs in the child
+def _worker_init(run_pid: int | None = None) -> None:  # pragma: no cover - runs in the child
+    """A worker dies with the run (``kill -9`` of the flow process, an OOM kill). The forkserver exits when
+    its ``alive`` pipe hits EOF, but multiprocessing hands the pipe's write end to every worker it forks,
+    so the workers kept it alive and it kept them: they waited on their task queue forever, and held the
+    resource tracker. Here the worker closes its copy, so the forkserver exits with the flow process, and
+    the kernel then kills the worker (``PR_SET_PDEATHSIG`` to its parent, the single-threaded forkserver);
+    its per-batch extraction children die with it the same way (``tasks.budget``), and the resource
+    tracker exits once nobody holds its pipe. A worker started after the run died exits at once."""
     import signal
+    from multiprocessing import forkserver
+
+    from newsmill.tasks.budget import _die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fs = forkserver._forkserver
+    if fs._forkserver_alive_fd is not None:  # a worker never starts processes through this forkserver
+        os.close(fs._forkserver_alive_fd)
+        fs._forkserver_alive_fd = None
+    _die_with_parent()
+    if run_pid is not None:
+        try:
+            os.kill(run_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
 
 
 def _warm() -> None:  # pragma: no cover - runs in the child
@@ -130,7 +151,7 @@ def pool(run_id: str, workers: int) -> ProcessPoolExecutor | None:
         p = _pools.get(run_id)
         if p is None:
             p = ProcessPoolExecutor(max_workers=workers, mp_context=_forkserver_context(), initializer=_worker_init,
-                                    max_tasks_per_child=MAX_BATCHES_PER_WORKER)
+                                    initargs=(os.getpid(),), max_tasks_per_child=MAX_BATCHES_PER_WORKER)
             _pools[run_id] = p
         return p
 
