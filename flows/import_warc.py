@@ -18,7 +18,9 @@ Which records:
 * a response that is not HTML, truncated (``WARC-Truncated``, a payload shorter than its Content-Length, a
   cut gzip member or a torn end of file), too large or not 2xx is *not* fatal: it becomes a ``pages`` row
   (kind ``article``, url = ``WARC-Target-URI``, outcome ``not_html`` / ``truncated`` / ``too_large`` /
-  ``http_error``) and is counted and logged.
+  ``http_error``) and is counted and logged; a torn end of file is also counted as ``truncated_file``;
+* a record that cannot be named (no ``WARC-Target-URI``, a broken WARC header, corrupt gzip data) is skipped,
+  counted (``records.skipped:unreadable:<why>``) and logged, and reading goes on with the next record.
 
 Where imported pages point (decision): the records are **copied into the warehouse's own raw archive**
 (``raw/date=…/<run_id>-….warc.gz``, one gzip member per record, via ``tasks.archive.WarcArchive``) and the
