@@ -95,13 +95,21 @@ class _Prepared:
     html: str | bytes | None = None  # the page as given, re-parsed only for the uncleaned fallback
 
 
-def _strip_non_text(tree) -> None:
+def _strip_non_text(tree, html: str | bytes | None = None) -> None:
     """Drop code and styling (C-level, no Removal rows); a <noscript> holding real text is unwrapped first
-    (blog engines and no-JS fallbacks put the whole post there)."""
-    for el in list(tree.iter("noscript")):
-        if len(el.text_content()) > _NOSCRIPT_TEXT_CHARS and el.getparent() is not None:
-            el.drop_tag()
+    (blog engines and no-JS fallbacks put the whole post there). ``html``: the page source, when given a
+    page without "<noscript" in it spares the tree walk."""
+    if html is None or _has_noscript(html):
+        for el in list(tree.iter("noscript")):
+            if len(el.text_content()) > _NOSCRIPT_TEXT_CHARS and el.getparent() is not None:
+                el.drop_tag()
     etree.strip_elements(tree, *_NON_TEXT, with_tail=False)
+
+
+def _has_noscript(html: str | bytes) -> bool:
+    if isinstance(html, bytes):
+        return b"<noscript" in html or b"<NOSCRIPT" in html or b"<Noscript" in html
+    return "<noscript" in html or "<NOSCRIPT" in html or "<Noscript" in html
 
 
 def _prepare(page: ParsedPage, rules: RuleSet, html: str | bytes | None = None) -> _Prepared:
@@ -116,7 +124,7 @@ def _prepare(page: ParsedPage, rules: RuleSet, html: str | bytes | None = None) 
     # code and styling are never article text; dropping them (C-level, no Removal rows) keeps script
     # bodies out of block texts and spares trafilatura copying them several times. JSON-LD was already
     # read by parse_html.
-    _strip_non_text(page.tree)
+    _strip_non_text(page.tree, html)
     blocks = text_blocks(page)
     return _Prepared(page, blocks, metadata, site, copyright_info, html)
 
@@ -208,7 +216,7 @@ def _extract_text(prep: _Prepared, url: str, *, rules: RuleSet, settings: Extrac
         except ParseError:
             raw_page = None
         if raw_page is not None:
-            _strip_non_text(raw_page.tree)
+            _strip_non_text(raw_page.tree, prep.html)
             text3, more3, captured3 = passed(_trafilatura_text(raw_page.tree, url))
             if len(text3) >= MIN_TEXT_CHARS and len(text3) > len(text):
                 path, text, more, captured = "uncleaned", text3, more3, captured3
