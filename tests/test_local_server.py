@@ -1,5 +1,5 @@
 """The local Prefect server newsmill manages (``flows.local_server``, ``newsmill server``): real commands in
-subprocesses, a real ``prefect server start``.
+subprocesses, a real ``prefect server start``, a real Dask scheduler + workers.
 
 Every test here runs its commands with a temporary ``NEWSMILL_HOME``, a free port and no ``PREFECT_*``
 variable (as typed in a fresh shell), and the module stops the server at the end."""
@@ -18,6 +18,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bench.orchestration import LoopbackSite, write_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -154,3 +158,93 @@ def test_an_explicit_prefect_api_url_wins(shell, prefect_api, tmp_path):
     assert f"Prefect API: {prefect_api['url']}" in p.stderr
     assert "starting" not in p.stderr and "left running" not in p.stdout
     assert not shell["state"].exists() and _servers_of(shell["home"]) == []
+
+
+def test_dask_without_a_server_workers_can_reach_is_refused_in_one_line(shell, tmp_path):
+    with LoopbackSite(2) as site:
+        local = write_config(tmp_path / "local.toml", site.base_url, task_runner="dask",
+                             dask_address="tcp://127.0.0.1:1")
+        remote = write_config(tmp_path / "remote.toml", site.base_url, task_runner="dask",
+                              dask_address="tcp://192.0.2.10:8786")
+        cases = [
+            (local, {"NEWSMILL_LOCAL_SERVER": "0"}, "dask needs a Prefect server its workers report to"),
+            (remote, {}, "is not on this machine but the local Prefect server is loopback-only"),
+            (remote, {"PREFECT_API_URL": "http://127.0.0.1:9/api"}, "the Prefect API http://127.0.0.1:9/api"),
+        ]
+        for cfg, extra, msg in cases:
+            p = nm(shell, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh"), "--quiet",
+                   env={**shell["env"], **extra}, timeout=120)
+            assert p.returncode == 2, (extra, p.stdout, p.stderr)
+            lines = p.stderr.strip().splitlines()
+            assert lines[-1].startswith("newsmill: error: ") and msg in lines[-1], p.stderr
+            assert "Traceback" not in p.stderr
+    assert not shell["state"].exists()  # nothing was started for a run that was refused
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """``dask scheduler`` + two ``dask worker`` processes on loopback, without any Prefect setting (as on
+    another machine)."""
+    pytest.importorskip("distributed")
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "NEWSMILL_"))}
+    port = free_port()
+    procs = []
+    logs = []
+
+    def spawn(args, name):
+        env_i = {**env, "PREFECT_HOME": str(tmp_path / f"prefect-{name}")}  # a temporary server would land here
+        log = open(tmp_path / f"{name}.log", "wb")
+        logs.append(log)
+        procs.append(subprocess.Popen([dask, *args], env=env_i, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+    spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
+    address = f"tcp://127.0.0.1:{port}"
+    for i in (1, 2):
+        spawn(["worker", address, "--nthreads", "2", "--no-dashboard", "--name", f"w{i}"], f"worker{i}")
+    import distributed
+
+    try:
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield {"address": address, "procs": procs, "tmp": tmp_path}
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for log in logs:
+            log.close()
+
+
+def test_dask_workers_report_their_task_runs_to_the_flows_server(shell, dask_cluster, tmp_path):
+    with LoopbackSite(16) as site:
+        cfg = write_config(tmp_path / "dask.toml", site.base_url, batch_size=4, workers=2, task_runner="dask",
+                           dask_address=dask_cluster["address"])
+        p = nm(shell, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh"), "--quiet")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "16 articles written" in p.stdout
+    api = json.loads(shell["state"].read_text())["api_url"]  # the local server the flow used
+    run = _flow_runs(api)[0]
+    assert run["state_type"] == "COMPLETED"
+    tasks = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}},
+                       timeout=10).json()
+    batches = sorted(t["name"] for t in tasks if t["name"].startswith("batch-"))
+    assert len(batches) == 4 and all(t["state_type"] == "COMPLETED" for t in tasks), tasks
+    import distributed
+
+    with distributed.Client(dask_cluster["address"], timeout=60) as client:
+        ran = client.run(lambda dask_worker: len(dask_worker.state.log), nanny=False)
+    assert len(ran) == 2 and all(v > 0 for v in ran.values()), ran
+    # the batches ran in the workers' processes, and no worker started a Prefect server of its own
+    scheduler, *workers = dask_cluster["procs"]
+    for w in workers:
+        tree = [w.pid] + [c.pid for c in psutil.Process(w.pid).children(recursive=True)]
+        cmds = [" ".join(psutil.Process(pid).cmdline()) for pid in tree if psutil.pid_exists(pid)]
+        assert not any("uvicorn" in c or "prefect server" in c for c in cmds), cmds
+    for name in ("prefect-worker1", "prefect-worker2"):
+        assert not (dask_cluster["tmp"] / name / "prefect.db").exists()
