@@ -756,7 +756,9 @@ def recover_open_files(warehouse_root: str | os.PathLike, *, wait_s: float = 0.0
                         break
                     end = span.offset + span.length
             sealed = Path(str(p)[: -len(_OPEN_SUFFIX)])
-            if end == 0 or sealed.exists():
+            if sealed.exists():  # never overwrite a sealed file: keep these records under another name
+                sealed = sealed.with_name(sealed.name[: -len(".warc.gz")] + f".r{os.getpid()}-{time.time_ns()}.warc.gz")
+            if end == 0:
                 os.unlink(p)
                 out["removed"].append(rel)
             else:
