@@ -90,3 +90,31 @@ def test_sql_on_missing_warehouse_is_one_line(tmp_path, newsmill_cmd):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "no warehouse at" in p.stderr, p.stderr
     assert not (tmp_path / "nope").exists()
+
+
+def test_two_ingests_started_together_on_a_new_warehouse(tmp_path, newsmill_cmd, prefect_api):
+    """Both used to pass the check-only pre-flight (no lock file yet); the loser then failed inside its flow
+    with a Prefect traceback before the lock message. Now the lock is held from the check on."""
+    import os
+
+    from faultserver import FaultServer, respond
+
+    with FaultServer("127.0.0.2") as site:
+        for i in range(5):
+            site.route(f"/n/{i}", respond(f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}"
+                                          f"</h1><p>{'The harbour council met on Tuesday. ' * 20}</p></article>"
+                                          f"</body></html>"))
+        cfg = tmp_path / "c.toml"
+        urls = ", ".join(f'"{site.url(f"/n/{i}")}"' for i in range(5))
+        cfg.write_text(f'[fetch]\nper_host_delay_s = 0\nallow_networks = ["127.0.0.2/32"]\nrespect_robots = false\n'
+                       f'[extract]\nworkers = 1\n[[sources]]\nname = "x"\nurls = [{urls}]\n')
+        env = dict(os.environ, PREFECT_API_URL=prefect_api["url"])
+        cmd = [newsmill_cmd, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "new-wh"), "--quiet"]
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        results = [(p.wait(300), *p.communicate()) for p in procs]
+    codes = sorted(r[0] for r in results)
+    assert codes == [0, 3], results
+    loser = next(r for r in results if r[0] == 3)
+    assert "Traceback" not in loser[2] and loser[2].strip().count("\n") == 0, loser[2]
+    assert "is locked by pid" in loser[2]

@@ -24,6 +24,7 @@ This module knows nothing of rows: ``store`` (writes), ``catalog`` (reads) and `
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -31,6 +32,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -252,13 +254,16 @@ def ensure_tables(root: Path) -> None:
 
 
 class WriterLock:
-    """The single-writer lock ``<root>/_lock`` (``flock``); holds pid/host/started/run_id of its holder."""
+    """The single-writer lock ``<root>/_lock`` (``flock``); holds pid/host/started/run_id of its holder.
+    In a process that :func:`claim_writer_lock`\ ed the warehouse, acquiring takes the claimed lock over
+    (and releasing hands it back) instead of locking again."""
 
     def __init__(self, root: Path, run_id: str, wait_s: float | None):
         self.path = root / "_lock"
         self.run_id = run_id
         self.wait_s = wait_s
         self.fd: int | None = None
+        self._borrowed = False
 
     def holder(self) -> str:
         try:
@@ -273,6 +278,14 @@ class WriterLock:
         )
 
     def acquire(self) -> None:
+        claimed = _claimed.get(os.path.abspath(self.path))
+        if claimed is not None:
+            with _claimed_guard:
+                if not claimed.lent:
+                    claimed.lent = self._borrowed = True
+                    self.fd = claimed.fd
+                    self._write_info()
+                    return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + (self.wait_s or 0.0)
         while True:
@@ -289,24 +302,65 @@ class WriterLock:
                         f"only one writer at a time"
                     ) from None
                 time.sleep(0.05)
+        self.fd = fd
+        self._write_info()
+
+    def _write_info(self) -> None:
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": utcnow().isoformat(),
             "run_id": self.run_id,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        os.fsync(fd)
-        self.fd = fd
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(info).encode(), 0)
+        os.fsync(self.fd)
 
     def release(self) -> None:
+        if self._borrowed:
+            with _claimed_guard:
+                _claimed[os.path.abspath(self.path)].lent = False
+            self.fd, self._borrowed = None, False
+            return
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+class _Claim:
+    def __init__(self, lock: WriterLock):
+        self.lock, self.fd, self.lent = lock, lock.fd, False
+
+
+_claimed: dict[str, _Claim] = {}
+_claimed_guard = threading.Lock()
+
+
+def claim_writer_lock(root: Path, label: str = "starting") -> None:
+    """Take the writer lock of ``root`` now and keep it for the rest of this process (released at exit,
+    and by the kernel if the process dies): a command that will write refuses at once, on one line, when
+    another writer holds it — and nobody can take it between this check and the flow's own writer, which
+    takes the claimed lock over (two ingests started in the same second on a new warehouse both passed a
+    check-only pre-flight, and the loser failed inside its flow with a Prefect traceback). Raises
+    ``WarehouseLocked``. Claiming a warehouse this process already claimed is a no-op."""
+    path = os.path.abspath(Path(root) / "_lock")
+    with _claimed_guard:
+        if path in _claimed:
+            return
+        lock = WriterLock(Path(root), label, None)
+        lock.acquire()
+        _claimed[path] = _Claim(lock)
+
+    def release():
+        with _claimed_guard:
+            claim = _claimed.pop(path, None)
+        if claim is not None:
+            claim.lock.release()
+
+    atexit.register(release)
 
 
 def link_file(src: Path, dst: Path) -> None:

@@ -18,7 +18,8 @@ def add_warehouse(parser) -> None:
 
 def check_writable(root: Path) -> None:
     """Fail with one line before any flow starts when ``root`` cannot be written or another writer holds
-    its lock."""
+    its lock; else hold the lock from now on (the flow's writer in this process takes it over), so no
+    other command can take it before the flow does."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-probe-{os.getpid()}"
@@ -26,9 +27,9 @@ def check_writable(root: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise WarehouseError(f"warehouse {root} is not writable: {exc.strerror or exc}") from None
-    from newsmill.warehouse.store import Warehouse  # pyarrow: only for the commands that write
+    from newsmill.warehouse.files import claim_writer_lock  # pyarrow: only for the commands that write
 
-    Warehouse(root).ensure_unlocked()
+    claim_writer_lock(root)
 
 
 def progress_bar(enabled: bool, description: str = "fetch + extract", unit: str = "pages"):
