@@ -5,7 +5,9 @@ Per page, with ONE parse::
     parse_html ─► text blocks + fingerprints (untouched tree)
                ─► metadata (tasks.metadata) and copyright tree evidence (tasks.copyright), untouched tree
                ─► clean_tree: rules + recurring blocks removed from the same tree (Removal rows)
-               ─► trafilatura.bare_extraction on the cleaned tree (it deep-copies the element; no re-parse)
+               ─► trafilatura.bare_extraction on the cleaned tree (it deep-copies the element; no re-parse);
+                  only when that text is short: a recall pass on the same tree, then the uncleaned tree
+                  (re-parsed) — Article.text_path says which produced the text (see _RETRY_MAX_CHARS)
                ─► text pass: trailing in-body copyright line captured (match_copyright_line) and removed,
                   phrase rules on the remaining lines, a repeated title line dropped
                ─► copyright decided once: tasks.copyright.combine(tree evidence, captured body notices)
