@@ -38,10 +38,11 @@ from typing import Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 from prefect.futures import PrefectFuture, as_completed
 
 from newsmill.flows import runtime
-from newsmill.flows.reporting import RunInfo
+from newsmill.flows.reporting import RunInfo, logger
 from newsmill.tasks.config import Settings
 from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
 from newsmill.tasks.urls import domain_of
+from newsmill.warehouse.stories import update_stories
 
 __all__ = ["Batch", "BatchOutput", "BatchRun", "batch_run", "current_run_id", "default_task_runner", "extract",
            "in_worker"]
@@ -222,6 +223,10 @@ def batch_run(info: RunInfo, root: Path, settings: Settings, *, parameters: dict
         with Warehouse(root).writer(info.run_id) as writer:
             writer.write_run(_record(info, params))
             yield BatchRun(writer, info, settings.runner.max_workers)
+            if settings.stories.enabled:  # tie the run's new articles to stories (warehouse/stories.py)
+                t = time.perf_counter()
+                info.stories = update_stories(writer, settings.stories).as_dict()
+                info.timings["stories"] += time.perf_counter() - t
             if consolidate:
                 t = time.perf_counter()
                 writer.consolidate()  # one file per table partition for tonight, not one per batch

@@ -113,6 +113,26 @@ class RunnerSettings:
 
 
 @dataclass(frozen=True)
+class StoriesSettings:
+    enabled: bool = True  # assign every new article version to a story at the end of each run
+    window_days: int = 30  # new articles are matched against the stories first seen in the last N days
+    threshold: float = 0.5  # same story when the estimated Jaccard similarity of the texts reaches this ...
+    containment: float = 0.8  # ... or when one text is this much inside the other (a paragraph cut/added)
+    min_jaccard: float = 0.3  # ... and they still share this much (a brief quoted in a roundup is not a copy)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    history_nights: int = 14  # each run of a source is compared with the median of its previous N runs
+    min_history: int = 3  # a source with fewer previous runs is 'new'
+    degraded_ratio: float = 0.5  # articles or median text length below this × median: degraded
+    broken_ratio: float = 0.1  # articles at or below this × median (0 vs 48): broken
+    share_drop: float = 0.3  # ok/authors/dates/copyright share this far below its median: degraded
+    no_article_rise: float = 0.3  # no_article share this far above its median: degraded
+    boilerplate_ratio: float = 3.0  # boilerplate removed per article above this × median: degraded
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     feeds: tuple[str, ...] = ()
@@ -130,6 +150,8 @@ class Settings:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    stories: StoriesSettings = field(default_factory=StoriesSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     sql: SqlSettings = field(default_factory=SqlSettings)
     sources: tuple[Source, ...] = ()
     config_path: str | None = None
@@ -152,6 +174,8 @@ _SECTIONS = {
     "extract": ExtractSettings,
     "schedule": ScheduleSettings,
     "runner": RunnerSettings,
+    "stories": StoriesSettings,
+    "health": HealthSettings,
     "sql": SqlSettings,
 }
 
@@ -262,6 +286,21 @@ def _validate(s: Settings) -> None:
     for key in ("memory_limit", "max_temp_size"):
         if not _SIZE_RE.fullmatch(getattr(q, key)):
             raise ConfigError(f"sql.{key}: expected a size like '512MB' or '10GB', got {getattr(q, key)!r}")
+    st = s.stories
+    if st.window_days < 1:
+        raise ConfigError(f"stories.window_days: must be >= 1, got {st.window_days!r}")
+    for key in ("threshold", "containment", "min_jaccard"):
+        v = getattr(st, key)
+        if not 0.0 < v <= 1.0:  # also refuses nan
+            raise ConfigError(f"stories.{key}: must be in (0, 1], got {v!r}")
+    h = s.health
+    if h.history_nights < 1 or h.min_history < 1:
+        raise ConfigError("health: history_nights and min_history must be >= 1")
+    for key in ("degraded_ratio", "broken_ratio", "share_drop", "no_article_rise"):
+        if not 0.0 <= getattr(h, key) <= 1.0:  # also refuses nan
+            raise ConfigError(f"health.{key}: must be in [0, 1], got {getattr(h, key)!r}")
+    if not h.boilerplate_ratio >= 1.0:
+        raise ConfigError(f"health.boilerplate_ratio: must be >= 1, got {h.boilerplate_ratio!r}")
     seen = set()
     for i, src in enumerate(s.sources):
         key = f"sources[{i}]"

@@ -3,9 +3,10 @@
 ``connect(root)`` returns an in-memory DuckDB connection with these views:
 
 stored tables (``read_parquet(..., hive_partitioning=true, union_by_name=true)``)
-    ``article_versions``, ``pages``, ``blocks``, ``boilerplate_history``, ``runs_history``
+    ``article_versions``, ``pages``, ``blocks``, ``boilerplate_history``, ``runs_history``, ``story_members``
 derived
-    ``articles``            latest version per article_id (processed_at, then fetched_at)
+    ``articles``            latest version per article_id (processed_at, then fetched_at) + story_id, story_size,
+                            copy_of_domain
     ``boilerplate``         removals of the latest extraction of each URL
     ``runs``                latest row per run_id
     ``fetch_state``         latest ``ok`` fetch per URL since the last reset_fetch_state (etag, last_modified)
@@ -13,6 +14,9 @@ derived
     ``daily_counts``        articles per day per domain/site: ``published_date`` (the publisher's own calendar
                             date), else the UTC date of published_at / fetched_at / processed_at
     ``copyright_by_holder`` articles, domains, years, syndication per copyright holder
+    ``source_health``       per source and ingest run: health figures, their trailing medians, status, reasons
+    ``stories``             one row per story (near-duplicate texts across outlets): first_seen, first_domain,
+                            first_title, n_articles, n_domains, copyright_holders, last_seen
 
 A connection reads one *snapshot*: the table symlinks are resolved when it is created, so compaction
 or a takedown running meanwhile is invisible to it (see ``warehouse/files.py``). Columns missing from
@@ -40,15 +44,31 @@ BASE_VIEW = {
     "blocks": "blocks",
     "boilerplate": "boilerplate_all",
     "runs": "runs_history",
+    "story_members": "story_members",
+    "source_health": "source_health_all",
 }
 
 DERIVED = [
     (
+        # the latest version of each article, with its story (``story_members``): ``story_size`` = articles
+        # in the story now; ``copy_of_domain`` = the earliest other domain that had the text before this one
         "articles",
-        ("article_versions",),
-        """SELECT * EXCLUDE (date) FROM article_versions
-QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY processed_at DESC NULLS LAST,
-    fetched_at DESC NULLS LAST, extractor_version DESC NULLS LAST, content_hash) = 1""",
+        ("article_versions", "story_members"),
+        """WITH v AS (
+    SELECT * EXCLUDE (date) FROM article_versions
+    QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY processed_at DESC NULLS LAST,
+        fetched_at DESC NULLS LAST, extractor_version DESC NULLS LAST, content_hash) = 1
+), j AS (
+    SELECT v.*, m.story_id, coalesce(v.published_at, v.fetched_at, v.processed_at) AS _seen FROM v
+    LEFT JOIN (SELECT DISTINCT ON (article_id, content_hash) article_id, content_hash, story_id
+               FROM story_members ORDER BY article_id, content_hash, processed_at DESC) m
+    USING (article_id, content_hash)
+)
+SELECT j.* EXCLUDE (_seen),
+    CASE WHEN j.story_id IS NOT NULL THEN count(*) OVER (PARTITION BY j.story_id) END AS story_size,
+    (SELECT arg_min(o.domain, o._seen) FROM j o
+     WHERE o.story_id = j.story_id AND o.domain <> j.domain AND o._seen < j._seen) AS copy_of_domain
+FROM j""",
     ),
     (
         "boilerplate_history",
@@ -85,7 +105,7 @@ LEFT JOIN fetch_state s ON s.url = p.url""",
     ),
     (
         "daily_counts",
-        ("article_versions",),
+        ("article_versions", "story_members"),
         """SELECT coalesce(published_date,
         CAST(timezone('UTC', coalesce(published_at, fetched_at, processed_at)) AS DATE)) AS day,
     domain, site_name, count(*) AS articles
@@ -93,12 +113,33 @@ FROM articles GROUP BY ALL""",
     ),
     (
         "copyright_by_holder",
-        ("article_versions",),
+        ("article_versions", "story_members"),
         """SELECT copyright_holder, count(*) AS articles, count(DISTINCT domain) AS domains,
     min(copyright_year) AS first_year, max(copyright_year) AS last_year,
     count(*) FILTER (WHERE syndicated) AS syndicated,
     list(DISTINCT license_url) FILTER (WHERE license_url IS NOT NULL) AS license_urls
 FROM articles GROUP BY copyright_holder ORDER BY articles DESC, copyright_holder""",
+    ),
+    (
+        # one row per story: its earliest copy (likely origin), how far it ran, who claimed it
+        "stories",
+        ("article_versions", "story_members"),
+        """SELECT story_id,
+    min(coalesce(published_at, fetched_at, processed_at)) AS first_seen,
+    arg_min(domain, (coalesce(published_at, fetched_at, processed_at), article_id)) AS first_domain,
+    arg_min(title, (coalesce(published_at, fetched_at, processed_at), article_id)) AS first_title,
+    count(*) AS n_articles, count(DISTINCT domain) AS n_domains,
+    list(DISTINCT copyright_holder ORDER BY copyright_holder) FILTER (WHERE copyright_holder IS NOT NULL)
+        AS copyright_holders,
+    max(coalesce(published_at, fetched_at, processed_at)) AS last_seen
+FROM articles WHERE story_id IS NOT NULL GROUP BY story_id""",
+    ),
+    (
+        # per source and ingest run (one a night when scheduled): figures vs their medians, status, reasons
+        "source_health",
+        ("source_health",),
+        """SELECT * EXCLUDE (date) FROM source_health_all
+QUALIFY row_number() OVER (PARTITION BY source, run_id ORDER BY started_at DESC) = 1""",
     ),
 ]
 

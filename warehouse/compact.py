@@ -135,7 +135,7 @@ def _isin(tbl: pa.Table, col: str, values: Iterable[str]) -> pa.ChunkedArray:
 
 
 def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None) -> dict[str, Any]:
-    """Takedown of one article: remove its rows from article_versions, boilerplate, blocks and pages
+    """Takedown of one article: remove its rows from article_versions, boilerplate, blocks, story_members and pages
     (matched by url, final_url, canonical_url and article_id) and its raw WARC records. Returns counts."""
     wh = Warehouse(root)
     root = wh.root
@@ -203,14 +203,15 @@ def delete_url(root: str | os.PathLike, url: str, *, wait_s: float | None = None
                 return pc.or_(m, _isin(tbl, "canonical_url", urls))
             if t == "boilerplate":
                 return _isin(tbl, "url", urls)
-            if t == "blocks":
+            if t in ("blocks", "story_members"):
                 return _isin(tbl, "article_id", ids)
             if t == "pages":
                 return pc.or_(_isin(tbl, "url", urls), _isin(tbl, "final_url", urls))
             return None
 
         key_cols = {"article_versions": ["article_id", "url", "canonical_url"], "boilerplate": ["url"],
-                    "blocks": ["article_id"], "pages": ["url", "final_url", "warc_file"]}
+                    "blocks": ["article_id"], "story_members": ["article_id"],
+                    "pages": ["url", "final_url", "warc_file"]}
         changed: list[str] = []
         for t, cols in key_cols.items():
             gen = current_generation(root, t)

@@ -8,6 +8,8 @@ Tables stored on disk (Hive-partitioned Parquet, one directory per table, ``date
 * ``boilerplate`` — removed segments (``Removal`` + ``processed_at``, ``extractor_version``).
 * ``blocks`` — short-block fingerprints per article (recurring-boilerplate learning).
 * ``runs`` — one row per ``write_run`` call (view keeps the latest per run_id).
+* ``story_members`` — the story of each article version and its text signature (``stories`` view).
+* ``source_health`` — per source and ingest run: health figures, their medians, status and reasons.
 
 ``SCHEMA_VERSION`` is written to ``<root>/_meta.json`` and into every file's key-value metadata
 (``newsmill.schema_version``, ``newsmill.table``). Columns are only ever *added*; readers use
@@ -123,12 +125,58 @@ RUNS = pa.schema(
     ]
 )
 
+# Story membership of every article version (``warehouse/stories.py``): its story and its text signature, so
+# a later run matches new articles against the stored window without re-reading texts.
+STORY_MEMBERS = pa.schema(
+    [
+        ("article_id", STR),
+        ("content_hash", STR),
+        ("url", STR),
+        ("domain", STR),
+        ("story_id", STR),
+        ("first_seen", TS),  # published_at, else fetched_at, else processed_at of the version
+        ("similarity", pa.float64()),  # estimated Jaccard with the member it matched; NULL = opened the story
+        ("matched_article_id", STR),
+        ("minhash", pa.list_(pa.uint32())),  # NUM_PERM values; NULL: too short to sign (a story of its own)
+        ("shingles", pa.int32()),
+        ("signature_version", STR),
+        ("run_id", STR),
+        ("processed_at", TS),
+    ]
+)
+
+# Per source and run: the health figures, their medians over the source's previous runs, the status and
+# the reasons (``warehouse/health.py``, ``tasks/health.py``).
+_HEALTH_FIGURES = [
+    ("ok_share", pa.float64()), ("no_article_share", pa.float64()), ("median_text_chars", pa.float64()),
+    ("authors_share", pa.float64()), ("published_share", pa.float64()), ("copyright_share", pa.float64()),
+    ("boilerplate_per_article", pa.float64()),
+]
+SOURCE_HEALTH = pa.schema(
+    [
+        ("source", STR),
+        ("run_id", STR),
+        ("night", pa.date32()),
+        ("started_at", TS),
+        ("discovered", pa.int64()),
+        ("fetched", pa.int64()),
+        ("articles", pa.int64()),
+        *_HEALTH_FIGURES,
+        ("median_articles", pa.float64()),
+        *[(f"median_{n}", t) for n, t in _HEALTH_FIGURES],
+        ("status", STR),  # new | ok | degraded | broken
+        ("reasons", LIST_STR),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "article_versions": ARTICLE_VERSIONS,
     "pages": PAGES,
     "boilerplate": BOILERPLATE,
     "blocks": BLOCKS,
     "runs": RUNS,
+    "story_members": STORY_MEMBERS,
+    "source_health": SOURCE_HEALTH,
 }
 TABLES = tuple(SCHEMAS)
 
@@ -139,6 +187,8 @@ PARTITION_COLUMN = {
     "boilerplate": "processed_at",
     "blocks": "processed_at",
     "runs": "started_at",
+    "story_members": "processed_at",
+    "source_health": "started_at",
 }
 
 # "marker" row kind in boilerplate: the latest extraction of this URL removed nothing (never shown)
@@ -232,6 +282,8 @@ _DUCK = {
     TS: "TIMESTAMPTZ",
     LIST_STR: "VARCHAR[]",
     pa.date32(): "DATE",
+    pa.float64(): "DOUBLE",
+    pa.list_(pa.uint32()): "UINTEGER[]",
 }
 
 

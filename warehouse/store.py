@@ -297,6 +297,11 @@ class WarehouseWriter:
             n += 1
         return n
 
+    def write_table(self, table: str, tbl: pa.Table, batch_id: str, now: datetime | None = None) -> int:
+        """Stage and write rows of ``table`` (partitioned by date, atomic files) as part of this run;
+        consolidated with the run's other files. Returns the number of files written."""
+        return self._write(table, tbl, batch_id, now or utcnow())
+
     def consolidate(self) -> dict:
         """Merge the small per-batch files of the partitions this writer touched into one file per
         partition (same atomic generation swap as ``newsmill compact``; readers see no gap or

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from newsmill.cli import extract, maintenance, reprocess, run, serve, server, sql
+from newsmill.cli import extract, maintenance, reprocess, run, serve, server, sql, stories
 from newsmill.tasks.errors import NewsmillError
 
 __all__ = ["build_parser", "main"]
@@ -42,17 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     maintenance.add_compact_delete(sub)
     reprocess.add_commands(sub)
     maintenance.add_publish_reset(sub)
+    stories.add_commands(sub)
     return p
 
 
 def _prefect_defaults(verbose: bool) -> None:
     """Quiet, private defaults for Prefect in a terminal run (explicit settings in the environment win):
-    no analytics, and Prefect's own INFO logs only with ``--verbose`` (the progress bar and summary
-    report the run; the full logs are in the Prefect UI when a server is used)."""
+    no analytics; the terminal shows warnings and errors only, unless ``--verbose`` (the progress bar and
+    summary report the run), while the run's INFO logs still reach the Prefect API and so the UI.
+    ``PREFECT_LOGGING_LEVEL`` would filter the API handler too, so only the *console handler's* level is
+    raised (every child process — served runs, extraction workers — inherits the same split)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def main(argv: list[str] | None = None) -> int:
