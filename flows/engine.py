@@ -205,6 +205,9 @@ class BatchRun(Generic[B]):
         runtime.release_memory()  # the batch's bodies and rows are gone: keep RSS flat
         self.info.timings.update(out.timings)
         self.info.add_batch(out, stats)
+        if out.deferred_hosts:
+            logger().warning("%s: hosts deferred to the next run (Retry-After above fetch.max_retry_after_s): %s",
+                             out.batch_id, ", ".join(sorted(out.deferred_hosts)))
 
 
 def _record(info: RunInfo, parameters: str) -> RunRecord:

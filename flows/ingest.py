@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 
 from newsmill.flows import runtime
 from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract
+from newsmill.flows.health import check_sources
 from newsmill.flows.reporting import FlowProgress, IngestInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
@@ -228,6 +229,10 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
         run.run(batches, lambda b: process_batch.submit(b, settings, run_id, str(root), history),
                 one_per_host=True, done=done, on_commit=lambda b, _out: progress.advance(len(b.urls)))
         progress.update(progress.done, force=True)  # the artifact is throttled: show the final state
+
+        # 5. is tonight normal for each source? (source_health rows, log lines, events, artifact)
+        discovered = {s.name: 0 for s in settings.sources} | {n: si.discovered for n, si in info.sources.items()}
+        info.health = check_sources(run.writer, run_id, info.started_at, discovered, settings)
     summary_artifacts(info)
     log.info("run %s finished: %s", run_id, json.dumps(info.asdict()))
     return info

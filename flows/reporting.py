@@ -14,6 +14,7 @@ from typing import Callable
 
 from prefect import get_run_logger
 
+from newsmill.tasks.health import report_lines
 from newsmill.tasks.records import PageLogEntry
 
 # Terminal progress listeners (the CLI registers a progress bar here); called as fn(event, **info).
@@ -86,6 +87,8 @@ class RunInfo:
     boilerplate: Counter = field(default_factory=Counter)  # removals by kind
     timings: Counter = field(default_factory=Counter)  # seconds per stage
     batches_skipped: int = 0  # already stored (resume)
+    stories: dict = field(default_factory=dict)  # warehouse.stories.StoriesInfo of the run's end step
+    health: list = field(default_factory=list)  # tasks.health.Assessment per source (ingest)
 
     def source(self, name: str) -> SourceInfo:
         s = self.sources.get(name)
@@ -141,13 +144,25 @@ class RunInfo:
             "wall_s": self.wall_s,
             "pages_per_s": self.pages_per_s,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            **({"stories": self.stories} if self.stories else {}),
+            **({"health": {a.night.source: {"status": a.status, "reasons": list(a.reasons)} for a in self.health}}
+               if self.health else {}),
         }
 
     # -- views ------------------------------------------------------------------------------------
 
     def summary_lines(self) -> list[str]:
         """What the CLI prints at the end of the run."""
-        return self._boilerplate_line()
+        return self._boilerplate_line() + self._stories_health_lines()
+
+    def _stories_health_lines(self) -> list[str]:
+        out = []
+        if self.stories.get("articles"):
+            out.append(f"  stories: {self.stories['articles']} article versions assigned, "
+                       f"{self.stories['joined']} joined an existing story")
+        out += [f"  source {a.night.source}: {a.status.upper()} — {'; '.join(a.reasons)}"
+                for a in self.health if a.status in ("degraded", "broken")]
+        return out
 
     def _boilerplate_line(self) -> list[str]:
         if not self.boilerplate:
@@ -352,7 +367,8 @@ def summary_artifacts(info: RunInfo) -> None:
         if rows:
             create_table_artifact(rows, key=f"{key}-summary", description=f"newsmill {flow_name}: per source")
         bp = ", ".join(f"{k}: {v}" for k, v in sorted(info.boilerplate.items())) or "none"
-        md = (f"# newsmill {flow_name} `{info.run_id}`\n\n"
+        health = "\n".join(report_lines(info.health))
+        md = (f"# newsmill {flow_name} `{info.run_id}`\n\n" + (health + "\n" if health else "") +
               f"* wall time: **{info.wall_s} s**\n"
               f"* articles written: **{info.articles_written}**\n"
               f"* outcomes: {json.dumps(dict(info.outcomes))}\n"

@@ -55,7 +55,8 @@ def prefect_api(tmp_path_factory, _newsmill_home):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     env = server_env("127.0.0.1", port, home=home)
-    env.update({"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"})
+    # quiet consoles, but INFO still reaches the API (as the CLI sets it): the UI shows the runs' logs
+    env.update({"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"})
     try:
         # a fresh database (every migration) takes ~60 s on a loaded 2-core machine
         proc, url = start_server("127.0.0.1", port, env=env, log_path=home / "server.log", timeout=180)
