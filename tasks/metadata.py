@@ -442,11 +442,12 @@ def title_of(page: ParsedPage, site: SiteRule | None = None) -> str | None:
 # ---------------------------------------------------------------------------------------------------
 # authors
 #
-# Every source yields byline strings; each string is cleaned (prefixes, e-mails, URLs, handles, bracketed
-# asides), split into names ("A und B", "A, B & C") and every piece is classified with the vocabularies
-# of config/authors.toml: a person, an organisation or role credit ("Redaktion", "dpa", "Staff Writer",
-# the site's own name), or nothing (UI text, a degree, a job title). The first source that names a
-# person wins; organisations are the answer only when no source names a person.
+# Every source yields byline strings; each string is cleaned (prefixes, dates, e-mails, URLs, @handles,
+# bracketed asides), split into names ("A und B", "A, B & C") and every piece is classified with the
+# vocabularies of config/authors.toml: a person, a user handle ("gizzmo"), an organisation or role credit
+# ("Redaktion", "Staff Writer", the site's own name), or nothing (UI text, a degree, a job title, a wire
+# credit). The first source that names a person wins; handles, then organisations, are the answer only
+# when no source names a person.
 
 
 @dataclass(frozen=True)
@@ -462,6 +463,11 @@ class _Vocab:
     wires: frozenset
     particles: frozenset
     body_prefix: Any
+    date_tail: Any  # "… Fr, 18. Oktober 2019", "… am 21. April 2020"
+    weekday_tail: Any  # "… Monday, June 3"
+    wire_tail: Any  # "TERESA ALVARADO Associated Press"
+    for_outlet: Any  # "… for The Example Times"
+    org_article: Any  # "The Open Ledger"
 
 
 def _degree_key(s: str) -> str:
@@ -493,11 +499,20 @@ def _vocab() -> _Vocab:
         prefix=re.compile(rf"^\s*(?:{_alternation(data.get('prefixes', ()))})(?:\s*[:\-–—]\s*|\s+)", re.I),
         joiners=re.compile(r"\s*(?:" + "|".join(split) + r")\s*", re.I),
         trailing=re.compile(rf"\s+(?:{_alternation(data.get('trailing_words', ()))})\b.*$", re.I),
-        ui=low("ui_strings"), degrees=frozenset(_degree_key(d) for d in data.get("degrees", ())),
+        ui=low("ui_strings") | low("weekdays"), degrees=frozenset(_degree_key(d) for d in data.get("degrees", ())),
         job_words=low("job_title_words"),
         role_words=low("role_words"), joining=low("joining_words"), wires=low("wire_names"),
         particles=low("name_particles"),
         body_prefix=re.compile(rf"^\s*(?:{_alternation(data.get('body_byline_prefixes', ()))})\s*", re.I),
+        date_tail=re.compile(
+            rf"(?:^|[\s,|·•]+)(?:(?:{_alternation(data.get('date_words', ()))})\s+)?"
+            rf"(?:(?:{_alternation(data.get('weekday_abbreviations', ()))})\.?,?\s+)?"
+            r"\d{1,4}(?:[./\-]|\.?\s+\w+\s+\d{2,4}|\s*$).*$", re.I),
+        weekday_tail=re.compile(rf"\s+(?:{_alternation(data.get('weekdays', ()))})\b.*$", re.I),
+        wire_tail=re.compile(rf"\s+(?:the\s+)?(?:{_alternation(data.get('wire_names', ()))})\s*$", re.I),
+        for_outlet=re.compile(rf"\s+(?:{_alternation(data.get('outlet_words', ()))})\s+(?:the\s+)?[A-ZÀ-Þ].*$",
+                              re.I),
+        org_article=re.compile(rf"(?:{_alternation(data.get('organisation_articles', ()))})\s", re.I),
     )
 
 
@@ -505,19 +520,7 @@ _EMAIL = re.compile(r"\S+@\S+\.\w+")
 _URLISH = re.compile(r"(?:https?://|www\.)\S+|\S+\.(?:com|org|net|de|es|fr|co\.uk)(?:/\S*)?\b", re.I)
 _PAREN = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*")
 _IS_A = re.compile(r"\s+(?:is|was|are|ist|es|est)\s+(?:a|an|the|ein|eine|un|una|une|le|la)\b.*$", re.I)
-_FOR_OUTLET = re.compile(r"\s+(?:for|für|pour|para|special\s+to)\s+(?:the\s+)?[A-ZÀ-Þ].*$", re.I)
-_TRAILING_WIRE = re.compile(
-    r"\s+(?:the\s+)?(?:associated\s+press|ap|reuters|afp|dpa|efe|bloomberg(?:\s+news)?|npr|upi)\s*$", re.I)
-_WEEKDAY_TAIL = re.compile(
-    r"\s+(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|lunes|martes|miércoles|jueves|viernes"
-    r"|sábado|domingo|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|lundi|mardi|mercredi"
-    r"|jeudi|vendredi|samedi|dimanche)\b.*$", re.I)
-_DATE_TAIL = re.compile(
-    r"(?:^|[\s,|·•]+)(?:(?:am|on|le|el|il|den|vom|op|at|um|posted|updated|published)\s+)?"
-    r"(?:(?:mo|di|mi|do|fr|sa|so|mon|tue|wed|thu|fri|sat|sun|lun|mar|mer|jeu|ven|sam|dim)\.?,?\s+)?"
-    r"\d{1,4}(?:[./\-]|\.?\s+\w+\s+\d{2,4}|\s*$).*$", re.I)
 _HANDLE = re.compile(r"[a-zß-ÿ][\w.\-]{1,30}")  # a lower-case user name ("gizzmo", "fri.juli")
-_ARTICLE_WORD = re.compile(r"(?:the|el|la|der|die|das|le|les)\s", re.I)
 _NAME_CHARS = re.compile(r"[^\w\s.'’\-]")
 
 PERSON, HANDLE, ORG = "person", "handle", "org"
@@ -535,16 +538,16 @@ def _normalise_name(s: str) -> str:
 
 
 def _classify(piece: str, site_name: str = "") -> tuple[str | None, str]:
-    """(PERSON | ORG | None, cleaned piece) for one split piece of a byline."""
+    """(PERSON | HANDLE | ORG | None, cleaned piece) for one split piece of a byline."""
     v = _vocab()
     s = piece.strip()
     if _normalise_name(s).casefold() in v.ui:
         return None, s
     for _ in range(2):  # "Interview: By Jane Doe"
         s = v.prefix.sub("", s, count=1)
-    s = _FOR_OUTLET.sub("", s)
-    s = _TRAILING_WIRE.sub("", s)
-    s = _WEEKDAY_TAIL.sub("", s)
+    s = v.for_outlet.sub("", s)
+    s = v.wire_tail.sub("", s)
+    s = v.weekday_tail.sub("", s)
     s = v.trailing.sub("", s)
     s = _normalise_name(s)
     key = s.casefold()
@@ -566,7 +569,7 @@ def _classify(piece: str, site_name: str = "") -> tuple[str | None, str]:
         return ORG, s
     if any(w in v.job_words for w in words) and not any(w in v.role_words for w in words):
         return None, s  # a job title ("Sr. Director of Product"), never a name
-    if any(w in v.role_words for w in words) or _ARTICLE_WORD.match(s):
+    if any(w in v.role_words for w in words) or v.org_article.match(s):
         return ORG, s  # "Redaktion Polizeiticker", "Wikimedia Foundation", "The Open Ledger"
     if re.fullmatch(r"[A-Z]{2,5}", s):
         return ORG, s  # an acronym credit ("IWB")
@@ -585,7 +588,7 @@ def _split_byline(raw: str) -> list[str]:
     s = _clean_text(raw) or ""
     if not s:
         return []
-    s = _DATE_TAIL.sub("", s)  # "Von Tomas Spahn Fr, 18. Oktober 2019", "By Jane Doe on 3/4/2021"
+    s = v.date_tail.sub("", s)  # "Von Tomas Spahn Fr, 18. Oktober 2019", "By Jane Doe on 3/4/2021"
     s = _PAREN.sub(" ", s)
     s = _EMAIL.sub(" ", s)
     s = _URLISH.sub(" ", s)
@@ -1000,7 +1003,7 @@ _MODIFIED_META = (
 _LD_PUBLISHED = ("datePublished", "dateCreated", "uploadDate")
 _TIME_XPATH = etree.XPath(
     ".//time[@itemprop='datePublished' or @pubdate or contains(@class,'publish')]"
-    " | .//*[@itemprop='datePublished']"
+    " | .//@itemprop[. = 'datePublished']/.."
     " | .//article//time[@datetime]"
     " | .//time[@datetime]")
 _URL_DATE = re.compile(r"/((?:19|20)\d\d)[/\-_]?(0[1-9]|1[0-2])[/\-_]?(0[1-9]|[12]\d|3[01])(?=[/\-_.]|$)")
@@ -1015,9 +1018,23 @@ def _published_times(page: ParsedPage) -> list:
             and "updat" not in (e.get("class") or "").lower()]
 
 
-def published_when(page: ParsedPage, site: SiteRule | None = None) -> When | None:
+def _lazy_times(page: ParsedPage):
+    """The page's published ``<time>``/itemprop elements, looked up at most once (the published date
+    and the publisher's day both read them)."""
+    memo: list = []
+
+    def get() -> list:
+        if not memo:
+            memo.append(_published_times(page))
+        return memo[0]
+
+    return get
+
+
+def published_when(page: ParsedPage, site: SiteRule | None = None, _times=None) -> When | None:
     """The published date: site rule -> JSON-LD article node -> published meta tags -> ``<time>`` /
     ``itemprop=datePublished`` elements -> htmldate on the tree (extensive search, original date)."""
+    times = _times or _lazy_times(page)
     if site and site.date_selector:
         w = _when_from_elements(_select(page, site.date_selector))
         if w:
@@ -1033,13 +1050,13 @@ def published_when(page: ParsedPage, site: SiteRule | None = None) -> When | Non
             w = parse_when(v)
             if w:
                 return w
-    w = _when_from_elements(_published_times(page))
+    w = _when_from_elements(times())
     if w:
         return w
     return _htmldate(page, original=True)
 
 
-def _other_readings(page: ParsedPage) -> Iterable[When]:
+def _other_readings(page: ParsedPage, times) -> Iterable[When]:
     """Every published-date value the page states (all JSON-LD nodes, meta tags, ``<time>`` elements),
     lazily, for :func:`publisher_day`."""
     for node in page.jsonld:
@@ -1053,11 +1070,17 @@ def _other_readings(page: ParsedPage) -> Iterable[When]:
             w = parse_when(v)
             if w:
                 yield w
-    for el in _published_times(page):
+    for el in times():
         for value in (el.get("datetime"), el.get("content"), _el_text(el)):  # the printed text too
             w = parse_when(value)
             if w:
                 yield w
+
+
+# Languages whose publishers are (nearly) all in Central European time (UTC+1, +2 in summer): a UTC instant
+# of exactly 22:00 or 23:00 on such a page is the local midnight a date-only value was converted from.
+_CET_LANGUAGES = frozenset({"de", "nl", "it", "pl", "cs", "sk", "hu", "sl", "hr", "sv", "da", "nb", "nn", "no",
+                            "lb"})
 
 
 def _url_day(url: str | None) -> date | None:
@@ -1070,7 +1093,7 @@ def _url_day(url: str | None) -> date | None:
         return None
 
 
-def publisher_day(page: ParsedPage, when: When | None) -> date | None:
+def publisher_day(page: ParsedPage, when: When | None, _times=None) -> date | None:
     """The calendar date of ``when`` as the publisher printed it, in the publisher's own zone.
 
     A value with a local offset or without a zone is its own date (``2022-11-07T00:30+01:00`` is
@@ -1078,13 +1101,14 @@ def publisher_day(page: ParsedPage, when: When | None) -> date | None:
     so another reading of the same publication decides, when the page has one: a value of the same
     instant written with a local offset, a zone-less wall-clock time (a ``<time>`` element's printed
     text too) a whole quarter-hour offset away, then a date in the article URL (``/2019/01/01/``)
-    within a day. Else the UTC date."""
+    within a day. A UTC instant of exactly 22:00 or 23:00 on a page in a Central European language is
+    the local midnight of a date-only value: the next day. Else the UTC date."""
     if when is None:
         return None
     if when.zone != "utc":
         return when.day
     utc_wall = when.at.astimezone(timezone.utc).replace(tzinfo=None)
-    for other in _other_readings(page):
+    for other in _other_readings(page, _times or _lazy_times(page)):
         if other.zone == "local" and abs((other.at - when.at).total_seconds()) <= 60:
             return other.day
         if other.zone == "none" and other.timed:
@@ -1094,6 +1118,10 @@ def publisher_day(page: ParsedPage, when: When | None) -> date | None:
     url_day = _url_day(page.url)
     if url_day is not None and abs((url_day - when.day).days) <= 1:
         return url_day
+    at = when.at.astimezone(timezone.utc)
+    if (at.hour in (22, 23) and (at.minute, at.second, at.microsecond) == (0, 0, 0)
+            and _lang_code(page.html_lang) in _CET_LANGUAGES):
+        return when.day + timedelta(days=1)  # a date-only value stored as its local midnight in UTC
     return when.day
 
 
@@ -1329,12 +1357,13 @@ def language_of(page: ParsedPage, site: SiteRule | None = None) -> str | None:
 
 def extract_metadata(page: ParsedPage, site: SiteRule | None = None) -> Metadata:
     """All metadata fields of ``page``; never raises for data problems."""
-    when = _safe(published_when, page, site)
+    times = _lazy_times(page)
+    when = _safe(lambda p, s: published_when(p, s, times), page, site)
     return Metadata(
         title=_safe(title_of, page, site),
         authors=_safe(authors_of, page, site) or (),
         published_at=when.at if when else None,
-        published_date=_safe(lambda p, _s: publisher_day(p, when), page, site),
+        published_date=_safe(lambda p, _s: publisher_day(p, when, times), page, site),
         modified_at=_safe(modified_of, page, site),
         site_name=_safe(site_name_of, page, site),
         canonical_url=_safe(canonical_url_of, page, site),

@@ -410,3 +410,12 @@ def test_htmldate_fallback_finds_a_date_in_running_text():
     assert md.published_date == date(2024, 3, 7)
     assert md.published_at == datetime(2024, 3, 7, tzinfo=timezone.utc)
     assert extract_metadata(page(body="<p>No date anywhere on this page.</p>")).published_date is None
+
+
+def test_utc_midnight_of_a_central_european_date_only_value():
+    head = '<meta property="article:published_time" content="2022-11-06T23:00:00.000Z">'
+    assert extract_metadata(page(head=head, lang="de")).published_date == date(2022, 11, 7)
+    # not on an English page (the zone is unknown), nor at a time that is not a local midnight
+    assert extract_metadata(page(head=head, lang="en")).published_date == date(2022, 11, 6)
+    head = '<meta property="article:published_time" content="2022-11-06T23:10:00.000Z">'
+    assert extract_metadata(page(head=head, lang="de")).published_date == date(2022, 11, 6)
