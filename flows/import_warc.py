@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -63,11 +62,12 @@ from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, defaul
 from newsmill.flows.reporting import FlowProgress, ImportInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
-from newsmill.flows.reprocess import load_run_settings, parse_date_bound
+from newsmill.flows.reprocess import load_run_settings
 from newsmill.tasks.config import Settings, resolve_warehouse
+from newsmill.tasks.dates import parse_date_bound, parse_datetime
 from newsmill.tasks.errors import NewsmillError
 from newsmill.tasks.records import PageLogEntry
-from newsmill.tasks.urls import domain_of
+from newsmill.tasks.urls import domain_of, in_domains
 
 __all__ = ["import_warc", "run_import", "WarcScanner", "WarcEntry", "file_identity"]
 
@@ -107,13 +107,6 @@ def file_identity(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def _domain_match(url: str | None, domains: set[str] | None) -> bool:
-    if not domains:
-        return True
-    host = (urlsplit(url or "").hostname or "").lower()
-    return any(host == d or host.endswith("." + d) for d in domains)
-
-
 class WarcScanner:
     """Iterate one WARC file's response records as ``WarcEntry`` with their byte offsets.
 
@@ -149,7 +142,7 @@ class WarcScanner:
                     self.stats["truncated_file"] += 1
                 if item.record is None:
                     if item.url and item.rec_type in (None, "response"):
-                        if not _domain_match(item.url, self.domains):
+                        if not in_domains(item.url, self.domains):
                             self.stats["filtered:domain"] += 1
                             continue
                         reason = "truncated" if item.kind in ("torn", "corrupt_gzip") else "parse_error"
@@ -168,10 +161,10 @@ class WarcScanner:
                 if rtype != "response":
                     self.stats[f"skipped:{rtype}"] += 1
                     continue
-                if not _domain_match(url, self.domains):
+                if not in_domains(url, self.domains):
                     self.stats["filtered:domain"] += 1
                     continue
-                when = archive._parse_date(record.rec_headers.get_header("WARC-Date"))
+                when = parse_datetime(record.rec_headers.get_header("WARC-Date"))
                 if when is not None and ((self.since and when < self.since) or (self.until and when >= self.until)):
                     self.stats["filtered:date"] += 1
                     continue

@@ -46,7 +46,7 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, task
@@ -57,40 +57,15 @@ from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, defaul
 from newsmill.flows.reporting import FlowProgress, ReprocessInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
-from newsmill.tasks.config import Settings, load_settings, resolve_warehouse
-from newsmill.tasks.errors import ConfigError, NewsmillError
+from newsmill.tasks.config import DEFAULTS_FILE, Settings, load_settings, read_toml, resolve_warehouse, settings_from_dict
+from newsmill.tasks.dates import parse_date_bound
+from newsmill.tasks.errors import NewsmillError
 from newsmill.tasks.urls import domain_of
 
-__all__ = ["reprocess", "run_reprocess", "parse_date_bound", "FlowProgress", "load_run_settings"]
+__all__ = ["reprocess", "run_reprocess", "FlowProgress", "load_run_settings"]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def parse_date_bound(value: str | date | datetime | None, *, end: bool = False,
-                     name: str = "date") -> datetime | None:
-    """``--since``/``--until`` → an aware UTC datetime. A bare date means the whole day: ``since`` is its
-    midnight, ``until`` the next midnight (``--until 2024-05-31`` includes May 31). A full timestamp is
-    used as given (naive = UTC); ``until`` is exclusive."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime.combine(value, dtime.min) + (timedelta(days=1) if end else timedelta(0))
-    else:
-        text = str(value).strip()
-        try:
-            if len(text) == 10:
-                d = date.fromisoformat(text)
-                dt = datetime.combine(d, dtime.min) + (timedelta(days=1) if end else timedelta(0))
-            else:
-                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{name}: expected an ISO date (YYYY-MM-DD) or timestamp, got {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
 
 
 def load_run_settings(config: str | None) -> Settings:
@@ -101,9 +76,7 @@ def load_run_settings(config: str | None) -> Settings:
     try:
         return load_settings()
     except NewsmillError:
-        from newsmill.tasks.config import DEFAULTS_FILE, _read_toml, settings_from_dict
-
-        return settings_from_dict(_read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
+        return settings_from_dict(read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
 
 
 # ---------------------------------------------------------------------------------------------- batches

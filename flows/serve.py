@@ -128,31 +128,18 @@ def build_deployments(config: str | None = None, warehouse: str | None = None, c
     )
     nightly.entrypoint = "newsmill.flows.serve.served_ingest"
     deployments = [nightly]
-
-    deployments.append(reprocess.to_deployment(
-        "reprocess",
-        parameters=_defaults_for(reprocess, {"config": config_abs, "warehouse": root}),
-        description=("Re-extract stored raw pages (WARC) with the current rules, without fetching. "
-                     f"Warehouse: {root}."),
-        tags=[*TAGS, "reprocess"],
-        **common,
-    ))
-    deployments.append(import_warc.to_deployment(
-        "import-warc",
-        parameters=_defaults_for(import_warc, {"config": config_abs, "warehouse": root}),
-        description=("Import .warc/.warc.gz files (e.g. CC-NEWS) given as paths on the serving machine "
-                     f"through clean → extract → store. Warehouse: {root}."),
-        tags=[*TAGS, "import"],
-        **common,
-    ))
-
-    deployments.append(compact.to_deployment(
-        "compact",
-        parameters=_defaults_for(compact, {"warehouse": root}),
-        description=f"Merge small Parquet files of the warehouse {root} (one table or all).",
-        tags=[*TAGS, "maintenance"],
-        **common,
-    ))
+    both = {"config": config_abs, "warehouse": root}
+    unscheduled = (  # flow, deployment name, parameter defaults, description, extra tags
+        (reprocess, "reprocess", both, "Re-extract stored raw pages (WARC) with the current rules, without "
+         f"fetching. Warehouse: {root}.", "reprocess"),
+        (import_warc, "import-warc", both, "Import .warc/.warc.gz files (e.g. CC-NEWS) given as paths on the "
+         f"serving machine through clean → extract → store. Warehouse: {root}.", "import"),
+        (compact, "compact", {"warehouse": root},
+         f"Merge small Parquet files of the warehouse {root} (one table or all).", "maintenance"),
+    )
+    for flow_, name, params, description, tag in unscheduled:
+        deployments.append(flow_.to_deployment(name, parameters=_defaults_for(flow_, params),
+                                               description=description, tags=[*TAGS, tag], **common))
     return deployments
 
 

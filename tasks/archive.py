@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import urlsplit
 
 from warcio.bufferedreaders import BufferedReader
 from warcio.limitreader import LimitReader
@@ -49,6 +48,9 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from newsmill.tasks.fetch import decode_body, is_html_content_type
+from newsmill.tasks.dates import parse_datetime
+from newsmill.tasks.urls import in_domains
+from newsmill.warehouse.files import fsync_dir
 
 __all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "decode_body",
            "WarcReader", "WarcItem", "MemberSpan", "scan_members", "recover_open_files"]
@@ -137,7 +139,7 @@ class WarcArchive:
             fh.flush()
             os.fsync(fh.fileno())
             os.replace(str(path) + _OPEN_SUFFIX, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         finally:
             fh.close()  # releases the flock only now: the file is sealed under its final name
 
@@ -209,16 +211,6 @@ class WarcArchive:
 _REASONS = {200: "OK", 203: "Non-Authoritative Information", 206: "Partial Content"}
 
 
-def _parse_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def _read_capped(stream, cap: int) -> bytes | None:
     out = bytearray()
     while True:
@@ -260,7 +252,7 @@ def _to_raw(record, cap: int) -> RawRecord | Skipped:
         except ValueError:
             pass
     return RawRecord(url=url, status=status, headers=tuple(http.headers), body=body,
-                     fetched_at=_parse_date(record.rec_headers.get_header("WARC-Date")), content_type=ctype)
+                     fetched_at=parse_datetime(record.rec_headers.get_header("WARC-Date")), content_type=ctype)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -591,16 +583,9 @@ def read_record(warehouse_root: str | os.PathLike, rel_path: str, offset: int, *
             return RawRecord(
                 url=rec.rec_headers.get_header("WARC-Target-URI"), status=status,
                 headers=tuple(http.headers), body=body,
-                fetched_at=_parse_date(rec.rec_headers.get_header("WARC-Date")),
+                fetched_at=parse_datetime(rec.rec_headers.get_header("WARC-Date")),
                 content_type=http.get_header("content-type"))
     raise ValueError(f"{rel_path}@{offset}: no WARC record")
-
-
-def _domain_match(url: str | None, domains: set[str] | None) -> bool:
-    if not domains:
-        return True
-    host = (urlsplit(url or "").hostname or "").lower()
-    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def iter_warc_records(path: str | os.PathLike, domains: Iterable[str] | None = None,
@@ -618,7 +603,7 @@ def iter_warc_records(path: str | os.PathLike, domains: Iterable[str] | None = N
         reader = WarcReader(fh)
         for item in reader:
             if item.record is None:
-                if item.url and item.rec_type in (None, "response") and _domain_match(item.url, wanted):
+                if item.url and item.rec_type in (None, "response") and in_domains(item.url, wanted):
                     yield Skipped(item.url, "truncated" if item.kind in ("torn", "corrupt_gzip") else "parse_error",
                                   item.problem or "")
                 elif not item.url:
@@ -628,10 +613,10 @@ def iter_warc_records(path: str | os.PathLike, domains: Iterable[str] | None = N
             if record.rec_type != "response":
                 continue
             url = item.url
-            if not _domain_match(url, wanted):
+            if not in_domains(url, wanted):
                 continue
             if since is not None or until is not None:
-                when = _parse_date(record.rec_headers.get_header("WARC-Date"))
+                when = parse_datetime(record.rec_headers.get_header("WARC-Date"))
                 if when is not None and ((since and when < since) or (until and when >= until)):
                     continue
             res = _to_raw(record, max_bytes)
@@ -697,14 +682,6 @@ class _suppress_oserror:
         return typ is not None and issubclass(typ, OSError)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def recover_open_files(warehouse_root: str | os.PathLike, *, wait_s: float = 0.0) -> dict[str, list[str]]:
     """Seal the ``raw/**/*.warc.gz.open`` files of dead processes: each one nobody holds a lock on is cut
     back to the end of its last whole gzip member (a record being written when the process died is
@@ -767,7 +744,7 @@ def recover_open_files(warehouse_root: str | os.PathLike, *, wait_s: float = 0.0
                 os.fsync(fd)
                 os.rename(p, sealed)
                 out["sealed"].append(os.path.relpath(sealed, root))
-            _fsync_dir(p.parent)
+            fsync_dir(p.parent)
         finally:
             os.close(fd)
     return out

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ except ImportError:  # pragma: no cover
     import sre_constants as _C  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-from newsmill.tasks.config import RULES_DIR, SITES_DIR
+from newsmill.tasks.config import RULES_DIR, SITES_DIR, read_toml
 from newsmill.tasks.errors import ConfigError
 from newsmill.tasks.parse import ParsedPage
 from newsmill.tasks.records import BOILERPLATE_KINDS, Removal
@@ -278,26 +277,16 @@ def rules_from_dicts(generic: dict[str, dict], sites: dict[str, dict] | None = N
                    version=h.hexdigest()[:16])
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-
-
 def load_rules(rules_dir: Path | str = RULES_DIR, sites_dir: Path | str | None = SITES_DIR) -> RuleSet:
     """Load ``rules_dir/*.toml`` and ``sites_dir/<domain>.toml`` into a picklable, validated RuleSet."""
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         raise ConfigError(f"rules directory not found: {rules_dir}")
-    generic = {p.name: _read_toml(p) for p in sorted(rules_dir.glob("*.toml"))}
+    generic = {p.name: read_toml(p) for p in sorted(rules_dir.glob("*.toml"))}
     sites: dict[str, dict] = {}
     if sites_dir is not None and Path(sites_dir).is_dir():
         for p in sorted(Path(sites_dir).glob("*.toml")):
-            data = _read_toml(p)
+            data = read_toml(p)
             domain = data.get("domain", p.stem)
             if not isinstance(domain, str) or not domain.strip():
                 raise ConfigError(f"{p}: domain: expected a string")

@@ -326,7 +326,9 @@ def _validate(s: Settings) -> None:
                     raise ConfigError(f"{key}.{list_key}[{j}]: bad regex {pat!r}: {exc}") from None
 
 
-def _read_toml(path: Path) -> dict:
+def read_toml(path: Path) -> dict:
+    """A TOML file as a dict; every failure (missing, unreadable, not UTF-8, invalid) is a one-line
+    ConfigError naming the file. Settings, rules and site files are all read through it."""
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -368,7 +370,7 @@ def settings_from_dict(data: dict, base: Settings | None = None, *, origin: str 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
     """Defaults overlaid with ``path`` (default: ``config/sources.toml``, the nightly source list)."""
-    settings = settings_from_dict(_read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
+    settings = settings_from_dict(read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
     user = Path(path) if path is not None else DEFAULT_SOURCES_FILE
-    settings = settings_from_dict(_read_toml(user), settings, origin=str(user))
+    settings = settings_from_dict(read_toml(user), settings, origin=str(user))
     return dataclasses.replace(settings, config_path=str(user))

@@ -35,7 +35,6 @@ Robots rows: the robots.txt rows the fetcher produced so far are drained (``Fetc
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import io
 import re
 from collections import Counter, deque
@@ -47,6 +46,7 @@ import feedparser
 from lxml import etree
 
 from newsmill.tasks.config import Source
+from newsmill.tasks.dates import parse_datetime
 from newsmill.tasks.fetch import DecodingError, Fetcher, TooLarge, decode_capped
 from newsmill.tasks.records import DiscoveredURL, PageLogEntry
 from newsmill.tasks.urls import normalize_url
@@ -122,32 +122,6 @@ _XML_PARSER_KW = dict(resolve_entities=False, no_network=True, huge_tree=False, 
                       dtd_validation=False, remove_comments=True, remove_pis=True)
 
 
-def _parse_date(value) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif hasattr(value, "tm_year"):
-        try:
-            dt = datetime(*value[:6], tzinfo=timezone.utc)
-        except (TypeError, ValueError):
-            return None
-    else:
-        text = str(value).strip()
-        if not text:
-            return None
-        try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            try:
-                dt = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if dt is None:
-                return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def parse_feed(data: bytes, url: str, content_type: str | None = None) -> list[_Item]:
     """Entries (link, date, title) of an RSS 0.9x/2.0, RSS 1.0 or Atom feed given as bytes."""
     refuse_entity_declarations(data)
@@ -175,7 +149,7 @@ def parse_feed(data: bytes, url: str, content_type: str | None = None) -> list[_
                 link = guid
         if not link:
             continue
-        date = _parse_date(e.get("published_parsed") or e.get("updated_parsed")
+        date = parse_datetime(e.get("published_parsed") or e.get("updated_parsed")
                            or e.get("created_parsed"))
         items.append(_Item(urljoin(url, link.strip()), date, (e.get("title") or None)))
     if not items and parsed.get("bozo"):  # a broken feed that yields nothing usable
@@ -246,7 +220,7 @@ def parse_sitemap(data: bytes, url: str, *, max_bytes: int, content_type: str | 
             elif local == "title" and field.getparent() is not node:
                 title = text or None
         if loc:
-            items.append(_Item(loc, _parse_date(pub) or _parse_date(lastmod), title))
+            items.append(_Item(loc, parse_datetime(pub) or parse_datetime(lastmod), title))
     return ("urlset" if name == "urlset" else "index"), items
 
 

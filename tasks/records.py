@@ -11,29 +11,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 # ---- contract vocabularies (see the README; tools outside the repo depend on these) --------------
 
-PAGE_KINDS = ("feed", "sitemap", "robots", "article")
 PageKind = Literal["feed", "sitemap", "robots", "article"]
+PAGE_KINDS: tuple[str, ...] = get_args(PageKind)
 
-OUTCOMES = (
-    "ok",
-    "not_modified",
-    "http_error",
-    "timeout",
-    "too_large",
-    "not_html",
-    "robots_disallowed",
-    "blocked_url",
-    "too_many_redirects",
-    "truncated",
-    "network_error",
-    "parse_error",
-    "no_article",
-    "extract_timeout",
-)
 Outcome = Literal[
     "ok",
     "not_modified",
@@ -50,6 +34,7 @@ Outcome = Literal[
     "no_article",
     "extract_timeout",
 ]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)  # the tuple and the type are one list
 
 BOILERPLATE_KINDS = (
     "ad",

@@ -7,7 +7,7 @@ the canonical URL, for article identity in the warehouse (``article_id``).
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import courlan
 
@@ -23,8 +23,6 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
         return None
     url = url.strip()
     if base:
-        from urllib.parse import urljoin
-
         url = urljoin(base, url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ALLOWED_SCHEMES or not parts.hostname:
@@ -42,6 +40,14 @@ def domain_of(url: str) -> str:
     """Host name without a leading ``www.`` (lower-case)."""
     host = (urlsplit(url).hostname or "").lower()
     return host[4:] if host.startswith("www.") else host
+
+
+def in_domains(url: str | None, domains) -> bool:
+    """Whether the host of ``url`` is one of ``domains`` or a subdomain of one (no ``domains``: any URL)."""
+    if not domains:
+        return True
+    host = (urlsplit(url or "").hostname or "").lower()
+    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def article_id(canonical_url: str) -> str:

@@ -35,7 +35,11 @@ def test_light_commands_never_import_prefect(tmp_path, argv):
                     + "</p></article></body></html>", encoding="utf-8")
     argv = [a.replace("{page}", str(page)) for a in argv]
     if argv[0] not in ("extract", "--help"):
-        argv += ["--warehouse", str(tmp_path)]
+        from newsmill.warehouse.store import Warehouse
+
+        with Warehouse(tmp_path / "wh").writer("init"):  # an (empty) warehouse to work on
+            pass
+        argv += ["--warehouse", str(tmp_path / "wh")]
     p = subprocess.run([sys.executable, "-c", _LIGHT, *argv], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     if argv != ["--help"]:  # argparse exits inside main() on --help: nothing to count, but it must not fail

@@ -106,3 +106,27 @@ def test_cli_locked_warehouse_is_one_line_error(tmp_path, newsmill_cmd):
                            capture_output=True, text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert p.stderr.strip().count("\n") == 0 and "locked by pid" in p.stderr and "night-1" in p.stderr
+
+
+def test_bundled_defaults_file_and_the_settings_dataclasses_agree():
+    """``config/defaults.toml`` is the documented copy of the defaults; the typed dataclasses of
+    ``tasks.config`` are the source of truth (tests and library callers build them directly). Every key of
+    the file is a field with the same default, and every field is in the file: one cannot drift from the
+    other."""
+    import dataclasses
+    import tomllib
+
+    from newsmill.tasks.config import DEFAULTS_FILE
+
+    data = tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+    base = Settings()
+    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(getattr(base, f.name))}
+    assert set(data) - {"sources"} == sections
+    for name in sections:
+        obj = getattr(base, name)
+        fields = {f.name for f in dataclasses.fields(obj)}
+        assert set(data[name]) == fields, f"[{name}]: only in the file {set(data[name]) - fields}, " \
+                                          f"only in the dataclass {fields - set(data[name])}"
+        for key, value in data[name].items():
+            default = getattr(obj, key)
+            assert (list(default) if isinstance(default, tuple) else default) == value, f"{name}.{key}"

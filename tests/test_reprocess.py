@@ -242,7 +242,7 @@ def test_reprocess_flow_process_never_imports_the_extraction_stack(reprocessed, 
 def test_parse_date_bound():
     from datetime import datetime, timezone
 
-    from newsmill.flows.reprocess import parse_date_bound
+    from newsmill.tasks.dates import parse_date_bound
     from newsmill.tasks.errors import ConfigError
 
     assert parse_date_bound("2024-05-01") == datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -102,7 +102,9 @@ def sandboxed_connect(
     return con
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """A value from a query (or a record) as JSON data: times ISO 8601, intervals in seconds, big integers
+    exact, UUIDs as text, bytes as hex, containers recursively."""
     if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
         return v.isoformat()
     if isinstance(v, _dt.timedelta):
@@ -116,16 +118,16 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).hex()
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     return v
 
 
 def _cell(v: Any) -> str:
     if v is None:
         return "NULL"
-    v = _jsonable(v)
+    v = jsonable(v)
     if isinstance(v, (list, dict)):
         return json.dumps(v, ensure_ascii=False)
     return str(v)
@@ -185,8 +187,8 @@ class _Csv:
         self.w.writerow(cols)
 
     def rows(self, rows: list[tuple]) -> None:
-        self.w.writerows(["" if v is None else (json.dumps(_jsonable(v)) if isinstance(v, (list, dict))
-                                                else _jsonable(v)) for v in r] for r in rows)
+        self.w.writerows(["" if v is None else (json.dumps(jsonable(v)) if isinstance(v, (list, dict))
+                                                else jsonable(v)) for v in r] for r in rows)
 
     def end(self, truncated: bool) -> None:
         pass
@@ -202,7 +204,7 @@ class _Json:
     def rows(self, rows: list[tuple]) -> None:
         for r in rows:
             self.out.write(("" if self.first else ", ") + json.dumps(
-                {c: _jsonable(v) for c, v in zip(self.cols, r)}, ensure_ascii=False))
+                {c: jsonable(v) for c, v in zip(self.cols, r)}, ensure_ascii=False))
             self.first = False
 
     def end(self, truncated: bool) -> None:

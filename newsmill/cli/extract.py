@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
 
 ARTICLE_JSON_FIELDS = (
     "url", "canonical_url", "domain", "site_name", "title", "authors", "published_at", "modified_at",
     "language", "description", "text", "copyright_holder", "copyright_year", "copyright_notice",
     "license_url", "content_hash", "fetched_at", "run_id", "tags", "image_url", "paywalled",
-    "copyright_source", "syndicated", "article_id", "extractor_version", "published_date", "text_path",
+    "copyright_source", "syndicated", "article_id", "extractor_version", "published_date",
 )
 
 
@@ -22,16 +21,10 @@ def add_commands(sub) -> None:
     s.set_defaults(func=cmd_extract)
 
 
-def _jsonable(value):
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def article_to_json(article) -> dict:
-    return {k: _jsonable(getattr(article, k)) for k in ARTICLE_JSON_FIELDS}
+    from newsmill.warehouse.query import jsonable  # the same JSON values as `newsmill sql --format json`
+
+    return {k: jsonable(getattr(article, k)) for k in ARTICLE_JSON_FIELDS}
 
 
 def cmd_extract(args) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from newsmill.cli.common import add_warehouse, announce_prefect, check_writable, print_summary, progress_bar
 from newsmill.tasks.config import existing_warehouse, resolve_warehouse
+from newsmill.tasks.dates import parse_date_bound
 from newsmill.tasks.errors import ConfigError, NewsmillError
 
 
@@ -42,7 +43,7 @@ def _setup(args):
     """Settings, warehouse root and task runner of the run; every check that can fail happens here, with
     one line, before a flow starts."""
     from newsmill.flows.ingest import default_task_runner
-    from newsmill.flows.reprocess import load_run_settings, parse_date_bound
+    from newsmill.flows.reprocess import load_run_settings
 
     settings = load_run_settings(args.config)
     root = resolve_warehouse(args.warehouse)
