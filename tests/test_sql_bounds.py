@@ -153,3 +153,17 @@ def test_table_format_long_result_and_types(wh):
     row = json.loads(run_query(wh, "SELECT 170141183460469231731687303715884105727::HUGEINT AS h, "
                                    "INTERVAL 1 DAY AS d, MAP {'a': 1} AS m, 1.5::DECIMAL(4,2) AS x", fmt="json"))[0]
     assert row == {"h": 170141183460469231731687303715884105727, "d": 86400.0, "m": {"a": 1}, "x": 1.5}
+
+
+def test_ctrl_c_during_a_query_is_one_line(tmp_path, wh, newsmill_cmd):
+    """Ctrl-C used to end in ``RuntimeError: Query interrupted`` and a traceback."""
+    p = subprocess.Popen([newsmill_cmd, "sql", "--warehouse", str(wh), FOREVER], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        time.sleep(4)  # past start-up: inside the statement
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted" in _one_line_error(err)
