@@ -275,3 +275,18 @@ def test_control_characters_do_not_lose_the_article(rules):
     assert res.outcome == "ok", res.error
     assert "more than forty members brought" in res.article.text
     assert "start tomatoes in egg boxes" in res.article.text
+
+
+def test_precision_mode_empty_falls_back_to_a_recall_pass(rules):
+    """trafilatura's precision mode drops blocks that are mostly link text (here every paragraph is one
+    link in a <div>): the cleaned tree gives nothing in precision mode, the recall pass on the same cleaned
+    tree gives the article, with text_path 'recall' and the text-level rules applied."""
+    body = "".join(f"<div><a href='/garden/{i}'>{p}</a></div>" for i, p in enumerate(BLOG_PARAS))
+    body += "<div><a href='/shop'>Advertisement</a></div>"
+    res = extract_page(_article_page(f"<article>{body}</article>"), "https://garden.example/2024/seed-swap",
+                       rules=rules, settings=SETTINGS)
+    assert res.outcome == "ok", res.error
+    assert res.article.text_path == "recall"
+    for p in BLOG_PARAS:
+        assert p in res.article.text
+    assert "Advertisement" not in res.article.text
