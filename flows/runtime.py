@@ -138,6 +138,51 @@ def _worker_init(run_pid: int | None = None) -> None:  # pragma: no cover - runs
             os._exit(0)
 
 
+# Run by the temporary Prefect server's Python before it becomes uvicorn: ask the kernel for SIGTERM when
+# the process that started it dies, give up if that already happened, then exec the real command.
+_DIE_WITH_PARENT_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "os.getppid() == int(sys.argv[1]) or sys.exit(0)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def start_temporary_server() -> None:
+    """Start Prefect's temporary API server (``SubprocessASGIServer``, what Prefect starts on first use
+    when no API URL is set) now, so that it dies with this process: Prefect runs it as a plain child
+    that outlived a ``kill -9`` of the run (~200 MB per killed run). Its command is run through a small
+    exec wrapper that sets ``PR_SET_PDEATHSIG``; the kernel ties that to the starting *thread*, so this
+    only acts from the main thread (elsewhere Prefect starts the server itself, as before). Prefect then
+    uses this instance (one per process)."""
+    import subprocess
+    import sys
+
+    if threading.current_thread() is not threading.main_thread() or not sys.platform.startswith("linux"):
+        return
+    from prefect.server.api import server as prefect_server
+
+    srv = prefect_server.SubprocessASGIServer()
+    if srv.running:
+        return
+    real = prefect_server.subprocess
+    parent = str(os.getpid())
+
+    class _Subprocess:  # prefect.server.api.server's view of ``subprocess`` while it starts the server
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def Popen(args, **kwargs):  # noqa: N802
+            return real.Popen([sys.executable, "-c", _DIE_WITH_PARENT_EXEC, parent, *args], **kwargs)
+
+    prefect_server.subprocess = _Subprocess()
+    try:
+        srv.start()
+    finally:
+        prefect_server.subprocess = real
+
+
 def _warm() -> None:  # pragma: no cover - runs in the child
     import newsmill.tasks.preload  # noqa: F401  (already imported by the forkserver preload: a no-op then)
 

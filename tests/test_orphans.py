@@ -84,3 +84,40 @@ def test_kill_9_of_an_ingest_leaves_no_process(tmp_path, site, newsmill_cmd, pre
         p.kill()
         for c in _alive(desc):  # leave nothing behind even when the assertion failed
             c.kill()
+
+
+def test_kill_9_of_an_ingest_stops_its_temporary_prefect_server(tmp_path, site, newsmill_cmd):
+    """With ``NEWSMILL_LOCAL_SERVER=0`` and no API URL, the run reports to Prefect's temporary server (a
+    uvicorn child); it used to outlive a ``kill -9`` of the run."""
+    urls = ", ".join(f'"{site.url(f"/news/{i}")}"' for i in range(N_PAGES))
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f'[fetch]\nper_host_delay_s = 0\nallow_networks = ["127.0.0.2/32"]\nrespect_robots = false\n'
+                   f'archive_warc = false\n[extract]\nworkers = 1\n[[sources]]\nname = "gazette"\nurls = [{urls}]\n')
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(NEWSMILL_LOCAL_SERVER="0", PREFECT_HOME=str(tmp_path / "prefect-home"),
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="240")
+    p = subprocess.Popen([newsmill_cmd, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh"),
+                          "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = psutil.Process(p.pid)
+    server: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not server:
+            assert p.poll() is None, p.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no temporary server started"
+            server = [c for c in run.children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        time.sleep(2)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        left = server
+        for _ in range(150):
+            left = _alive(server)
+            if not left:
+                break
+            time.sleep(0.1)
+        assert not left, [(c.pid, " ".join(c.cmdline())[:100]) for c in left]
+    finally:
+        p.kill()
+        for c in _alive(server):
+            c.kill()

@@ -62,6 +62,9 @@ def announce_prefect(settings=None) -> str | None:
                                 f"unset {local_server.SWITCH_ENV} or export PREFECT_API_URL=http://HOST:PORT/api")
         print(f"starting a temporary Prefect server for this run ({local_server.SWITCH_ENV}=0: the run is "
               "not kept)", file=sys.stderr)
+        from newsmill.flows.runtime import start_temporary_server
+
+        start_temporary_server()  # here, from the main thread: it then dies with this process
         return None
     _check_dask_reach(settings, None)  # before starting anything
     info, started = local_server.ensure_running(on_start=lambda ui, home: print(
