@@ -1,4 +1,5 @@
-"""End-to-end throughput benchmark (issue 7): ``newsmill ingest`` vs a bare fetch+extract+write baseline.
+"""End-to-end throughput benchmark (issues 7, 14): ``newsmill ingest`` and ``newsmill import-warc`` vs bare
+fetch+extract+write baselines, over three paths.
 
 What it does, in one run:
 
@@ -11,29 +12,43 @@ What it does, in one run:
    ``<link rel=canonical>``, ``og:url``) is replaced by the copy's URL, and copies of one page are spread
    so that a batch of one host does not see the same page twice.
 2. Starts one real Prefect API server (``prefect server start``, ``PREFECT_HOME`` in a temp dir,
-   analytics off) so Prefect's own startup is not inside every measurement (reported separately).
-3. Alternating A/B (A/B/A/B with ``--repeat``):
+   analytics off) for the served path, and newsmill's local server (``newsmill server start`` with a
+   ``NEWSMILL_HOME`` in the work dir: its first start, which creates the database, is reported apart) for
+   the cold path; both are stopped at the end.
+3. Alternating rounds (``--repeat``), each:
 
-   (a) ``newsmill ingest`` end to end: the real CLI in a subprocess, a config with one source per host
-       (``per_host_delay_s = 0``, ``allow_networks = ["127.0.0.0/8"]``), a fresh warehouse; peak RSS of
-       the process tree (psutil, sum over the subprocess and its children every 0.2 s); the per-stage
-       breakdown from the run's ``counts`` (``newsmill sql``); then the incremental case: a second ingest
-       over the same unchanged pages (all 304) and its time as a share of the first.
-   (b) the bare baseline: httpx in threads fetching the same URLs, each page handed as it arrives to a
+   (a) **served**: ``newsmill ingest`` end to end with ``PREFECT_API_URL`` set (a server running): the real
+       CLI in a subprocess, a config with one source per host (``per_host_delay_s = 0``,
+       ``allow_networks = ["127.0.0.0/8"]``), a fresh warehouse; peak RSS of the process tree (psutil,
+       every 0.2 s); the per-stage breakdown from the run's ``counts`` (``newsmill sql``); then a second
+       ingest over the same unchanged pages (all 304) and its time as a share of the first.
+   (b) **cold**: the same two commands as typed in a fresh shell — no ``PREFECT_*`` variable at all; the
+       command finds newsmill's local server and reports to it.
+   (c) the bare baseline: httpx in threads fetching the same URLs, each page handed as it arrives to a
        2-process pool running ``trafilatura.bare_extraction(html, with_metadata=True)``, pyarrow writing
        one Parquet file.
+   (d) **warc**: ``newsmill import-warc`` (whole command, fresh shell) of the raw WARC files the first
+       ingest archived (every response as fetched) into a fresh warehouse, vs the bare WARC loop: warcio
+       in one process, ``bare_extraction(with_metadata=True)`` in a 2-process pool, pyarrow.
 
 Usage::
 
-    .venv/bin/python bench/throughput.py [--n 1000] [--hosts 4] [--repeat 1] [--json]
-    .venv/bin/python bench/throughput.py --n 10000 --only newsmill     # memory target
+    .venv/bin/python bench/throughput.py --n 1000 --repeat 3 --temporary --profile /tmp/nm-profile
+    .venv/bin/python bench/throughput.py [--n 1000] [--hosts 4] [--paths served,cold,warc] [--json]
+    .venv/bin/python bench/throughput.py --n 10000 --only newsmill --paths served   # memory target
+
+``--temporary`` adds one cold ingest with ``NEWSMILL_LOCAL_SERVER=0`` (Prefect's temporary server: the
+cold path before the local server). ``--profile DIR`` runs the cold ingests and the import once more under
+``py-spy`` (``pip install py-spy``; every process of the command; not in the figures) and prints where the
+CPU went.
 
 Figures: pages/s = N / wall seconds of the whole command (subprocess start to exit for newsmill; pool
-start to Parquet closed for the baseline). The wall time is cut along the run's critical path
+start to Parquet closed for the baselines). The wall time is cut along the run's critical path
 (``outside_flow`` = process start, imports, flow-run creation and teardown, exit; ``discover``; ``plan``;
 ``batch_phase`` = fetching, extraction and commits overlapped; ``consolidate``; ``flow_other``), and the
 work inside the batch phase is reported summed over concurrent batches (``fetch``, ``clean_extract``,
-``write``), which can add up to more than its wall time (see :func:`stage_breakdown`).
+``write``), which can add up to more than its wall time (see :func:`stage_breakdown`). Targets (issue 14):
+served >= 1.0x, cold >= 0.9x, cold all-304 rerun <= 15 % of the first at N=1,000, import-warc >= 0.9x.
 """
 
 from __future__ import annotations
@@ -490,9 +505,32 @@ def _loads_loose(text: str):
 
 
 def run_newsmill(config: Path, warehouse: Path, env: dict, log_path: Path,
-                 extra_args: tuple[str, ...] = ()) -> dict:
+                 extra_args: tuple[str, ...] = (), profile: Path | None = None) -> dict:
     cmd = [str(VENV_BIN / "newsmill"), "ingest", "--config", str(config), "--warehouse", str(warehouse),
            "--quiet", *extra_args]
+    return run_command(cmd, warehouse, env, log_path, profile=profile)
+
+
+def run_import(files: list[Path], warehouse: Path, env: dict, log_path: Path,
+               profile: Path | None = None) -> dict:
+    """``newsmill import-warc FILE... --warehouse WH`` as typed: the whole command."""
+    cmd = [str(VENV_BIN / "newsmill"), "import-warc", *map(str, files), "--warehouse", str(warehouse), "--quiet"]
+    return run_command(cmd, warehouse, env, log_path, profile=profile)
+
+
+def _profiled(cmd: list[str], out: Path) -> list[str]:
+    """``cmd`` under ``py-spy record`` (every process of the tree, raw collapsed stacks to ``out``)."""
+    spy = VENV_BIN / "py-spy"
+    if not spy.exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return [str(spy), "record", "--subprocesses", "--nonblocking", "--full-filenames", "--rate", "50", "--format", "raw",
+            "--output", str(out), "--", *cmd]
+
+
+def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
+                profile: Path | None = None) -> dict:
+    if profile is not None:
+        cmd = _profiled(cmd, profile)
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
@@ -646,6 +684,95 @@ def run_baseline(urls: list[str], workers: int = 2, threads: int = 16, out_dir: 
             "peak_rss_mb": round(peak[0] / 2**20, 1)}
 
 
+def _warc_html_records(files: list[Path]):
+    """(url, decoded HTML body) of each HTML response record (warcio; Content-Encoding decoded)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    for f in files:
+        with open(f, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                if rec.rec_type != "response" or rec.http_headers is None:
+                    continue
+                if "html" not in (rec.http_headers.get_header("Content-Type") or "").lower():
+                    continue
+                if rec.http_headers.get_statuscode() != "200":
+                    continue
+                yield rec.rec_headers.get_header("WARC-Target-URI"), rec.content_stream().read()
+
+
+def run_bare_warc(files: list[Path], workers: int = 2, out_dir: Path | None = None, in_flight: int = 64) -> dict:
+    """The bare WARC loop: warcio in this process, ``bare_extraction(with_metadata=True)`` in a 2-process
+    pool (at most ``in_flight`` pages queued), pyarrow writing one Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = out_dir or Path(tempfile.mkdtemp(prefix="bench-bare-warc-"))
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    records = 0
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_bare_init) as pool:
+        pending = set()
+
+        def drain(block: bool) -> None:
+            nonlocal pending
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            done, pending = wait(pending, return_when=FIRST_COMPLETED) if block else (
+                {f for f in pending if f.done()}, {f for f in pending if not f.done()})
+            for fut in done:
+                d = fut.result()
+                if d is not None:
+                    rows.append(d)
+
+        for url, body in _warc_html_records(files):
+            records += 1
+            pending.add(pool.submit(_bare_extract, url, body))
+            if len(pending) >= in_flight:
+                drain(True)
+        while pending:
+            drain(True)
+    keys = sorted({k for r in rows for k in r})
+    table = pa.table({k: pa.array([None if r.get(k) is None else str(r.get(k)) for r in rows], pa.string())
+                      for k in keys})
+    pq.write_table(table, out_dir / "bare.parquet", compression="zstd")
+    wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 3), "records": records, "extracted": len(rows)}
+
+
+@contextmanager
+def fresh_shell(work: Path, log=print):
+    """The environment of ``newsmill`` typed in a fresh shell: no ``PREFECT_*`` variable (and an empty
+    Prefect profile store), so the command finds newsmill's local Prefect server (``NEWSMILL_HOME`` under
+    ``work``, a free port). Its first start (database creation) happens here, once, and is reported apart:
+    later commands reuse the server, as a user's do. Yields (env, first start seconds); stops it after."""
+    home = work / "newsmill-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"NEWSMILL_HOME": str(home), "NEWSMILL_SERVER_PORT": str(free_port()),
+                "PREFECT_PROFILES_PATH": str(home / "profiles.toml")})
+    env.pop("NEWSMILL_LOCAL_SERVER", None)
+    t0 = time.perf_counter()
+    p = subprocess.run([str(VENV_BIN / "newsmill"), "server", "start"], env=env, capture_output=True, text=True)
+    first = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError("newsmill server start failed: " + p.stderr[-2000:])
+    log(f"local Prefect server (first start, database created) up in {first:.1f} s")
+    try:
+        yield env, first
+    finally:
+        subprocess.run([str(VENV_BIN / "newsmill"), "server", "stop"], env=env, capture_output=True)
+
+
+def copy_archived_warcs(warehouse: Path, dest: Path) -> list[Path]:
+    """The raw WARC files an ingest archived (every response as fetched): the import benchmark's input."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in sorted((warehouse / "raw").rglob("*.warc.gz")):
+        out.append(Path(shutil.copy2(f, dest / f.name)))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- driver
 
 
@@ -658,44 +785,85 @@ def _median(xs):
     return round(statistics.median(xs), 3) if xs else None
 
 
+PATHS = ("served", "cold", "warc")
+
+
+def _ingest_pair(config: Path, wh: Path, env: dict, work: Path, tag: str, incremental: bool, n: int, log,
+                 profile: Path | None = None) -> dict:
+    """A first ingest into a fresh warehouse and (``incremental``) a second one over the unchanged pages."""
+    shutil.rmtree(wh, ignore_errors=True)
+    log(f"{tag} newsmill ingest, N={n} ...")
+    first = run_newsmill(config, wh, env, work / f"{re.sub(r'[^a-z0-9]+', '-', tag).strip('-')}-first.log",
+                         profile=profile and profile / "ingest-first.raw")
+    out = {"newsmill": first}
+    if first.get("rc") != 0:
+        log("newsmill ingest failed:\n" + first.get("error", ""))
+        return out
+    log(f"    {_pps(n, first['wall_s'])} pages/s, wall {first['wall_s']} s, peak RSS {first['peak_rss_mb']} MB")
+    if incremental:
+        log(f"{tag} newsmill ingest again (unchanged pages) ...")
+        second = run_newsmill(config, wh, env, work / f"{re.sub(r'[^a-z0-9]+', '-', tag).strip('-')}-second.log",
+                              profile=profile and profile / "ingest-second.raw")
+        second["share_of_first"] = round(second["wall_s"] / first["wall_s"], 3)
+        out["incremental"] = second
+        log(f"    wall {second['wall_s']} s = {second['share_of_first']:.1%} of the first")
+    return out
+
+
 def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT_DATA,
         only: str | None = None, api_url: str | None = None, workdir: Path | None = None,
         extra_toml: str = "", incremental: bool = True, gzip_bodies: bool = True,
+        paths: tuple[str, ...] = PATHS, temporary: bool = False, profile: Path | None = None,
         log=print) -> dict:
+    """Alternating rounds over the paths: ``served`` (ingest with a Prefect server running,
+    ``PREFECT_API_URL`` set), ``cold`` (ingest as typed in a fresh shell: no ``PREFECT_*``, newsmill's local
+    server found and reused), the bare baseline, and ``warc`` (``newsmill import-warc`` of the WARC files
+    the first served/cold ingest archived, whole command, vs the bare WARC loop). ``temporary``: one more
+    cold ingest with ``NEWSMILL_LOCAL_SERVER=0`` (Prefect's temporary server, the behaviour before the
+    local server). ``profile``: after the rounds, the cold ingests and the import once more under py-spy
+    (raw stacks into that directory; their times are not in the figures)."""
     tmp_ctx = tempfile.TemporaryDirectory(prefix="newsmill-bench-") if workdir is None else None
     work = Path(tmp_ctx.name) if tmp_ctx else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"n": n, "hosts": hosts, "repeat": repeat, "cores": os.cpu_count(), "runs": []}
+    if only == "baseline":
+        paths = ()
+    report: dict = {"n": n, "hosts": hosts, "repeat": repeat, "cores": os.cpu_count(), "paths": list(paths),
+                    "runs": []}
+    need_cold = "cold" in paths or "warc" in paths
     try:
         with serve_pages(data_dir, n, hosts, gzip_bodies=gzip_bodies) as (bases, n_pages):
             report["distinct_pages"] = n_pages
             report["sites"] = bases
             urls = [u for _, u in plan_urls(n, bases)]
             config = write_config(work / "bench.toml", bases, extra_toml)
-            with prefect_server(work, api_url) if only != "baseline" else _nullctx() as (env, startup):
+            with (prefect_server(work, api_url) if "served" in paths else _nullctx()) as (env, startup), \
+                    (fresh_shell(work, log) if need_cold else _nullctx()) as (cold_env, first_start):
                 report["prefect_server_startup_s"] = round(startup, 3) if startup else None
+                report["local_server_first_start_s"] = round(first_start, 3) if first_start else None
                 if startup:
                     log(f"prefect server up in {startup:.1f} s")
+                warcs: list[Path] = []
                 for r in range(repeat):
                     entry: dict = {"round": r + 1}
-                    if only != "baseline":
-                        wh = work / f"wh-{r + 1}"
+                    if "served" in paths:
+                        wh = work / f"wh-served-{r + 1}"
+                        res = _ingest_pair(config, wh, env, work, f"[{r + 1}/{repeat} served]", incremental, n, log)
+                        entry.update(res)
+                        if not warcs and res["newsmill"].get("rc") == 0:
+                            warcs = copy_archived_warcs(wh, work / "warc")
                         shutil.rmtree(wh, ignore_errors=True)
-                        log(f"[{r + 1}/{repeat}] newsmill ingest, N={n} ...")
-                        first = run_newsmill(config, wh, env, work / f"ingest-{r + 1}-first.log")
-                        entry["newsmill"] = first
-                        if first.get("rc") != 0:
-                            log("newsmill ingest failed:\n" + first.get("error", ""))
+                        if res["newsmill"].get("rc") != 0:
                             report["runs"].append(entry)
                             break
-                        log(f"    {_pps(n, first['wall_s'])} pages/s, wall {first['wall_s']} s, "
-                            f"peak RSS {first['peak_rss_mb']} MB")
-                        if incremental:
-                            log(f"[{r + 1}/{repeat}] newsmill ingest again (unchanged pages) ...")
-                            second = run_newsmill(config, wh, env, work / f"ingest-{r + 1}-second.log")
-                            second["share_of_first"] = round(second["wall_s"] / first["wall_s"], 3)
-                            entry["incremental"] = second
-                            log(f"    wall {second['wall_s']} s = {second['share_of_first']:.1%} of the first")
+                    if "cold" in paths or ("warc" in paths and not warcs):
+                        wh = work / f"wh-cold-{r + 1}"
+                        res = _ingest_pair(config, wh, cold_env, work, f"[{r + 1}/{repeat} cold]", incremental, n,
+                                           log)
+                        entry["cold"] = res["newsmill"]
+                        if "incremental" in res:
+                            entry["cold_incremental"] = res["incremental"]
+                        if not warcs and res["newsmill"].get("rc") == 0:
+                            warcs = copy_archived_warcs(wh, work / "warc")
                         shutil.rmtree(wh, ignore_errors=True)
                     if only != "newsmill":
                         log(f"[{r + 1}/{repeat}] bare baseline, N={n} ...")
@@ -705,13 +873,104 @@ def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT
                         log(f"    {_pps(n, entry['baseline']['wall_s'])} pages/s, "
                             f"wall {entry['baseline']['wall_s']} s")
                         shutil.rmtree(bdir, ignore_errors=True)
+                    if "warc" in paths and warcs:
+                        wh = work / f"wh-warc-{r + 1}"
+                        shutil.rmtree(wh, ignore_errors=True)
+                        mb = sum(f.stat().st_size for f in warcs) / 2**20
+                        log(f"[{r + 1}/{repeat}] newsmill import-warc ({len(warcs)} files, {mb:.1f} MB) ...")
+                        imp = run_import(warcs, wh, cold_env, work / f"import-{r + 1}.log")
+                        imp["warc_mb"] = round(mb, 1)
+                        entry["import"] = imp
+                        shutil.rmtree(wh, ignore_errors=True)
+                        log(f"    wall {imp['wall_s']} s" + (f" (rc {imp['rc']})" if imp.get("rc") else ""))
+                        if only != "newsmill":
+                            log(f"[{r + 1}/{repeat}] bare WARC loop ...")
+                            bdir = work / f"bare-warc-{r + 1}"
+                            bdir.mkdir(exist_ok=True)
+                            entry["bare_warc"] = run_bare_warc(warcs, out_dir=bdir)
+                            log(f"    wall {entry['bare_warc']['wall_s']} s")
+                            shutil.rmtree(bdir, ignore_errors=True)
                     report["runs"].append(entry)
+                if profile is not None and need_cold:  # extra runs under py-spy: not in the figures
+                    profile.mkdir(parents=True, exist_ok=True)
+                    wh = work / "wh-profile"
+                    report["profiled"] = _ingest_pair(config, wh, cold_env, work, "[profile cold]", incremental, n,
+                                                      log, profile=profile)
+                    shutil.rmtree(wh, ignore_errors=True)
+                    if warcs:
+                        log("[profile] newsmill import-warc ...")
+                        report["profiled"]["import"] = run_import(warcs, wh, cold_env, work / "profile-import.log",
+                                                                  profile=profile / "import-warc.raw")
+                        shutil.rmtree(wh, ignore_errors=True)
+                if temporary and need_cold:
+                    wh = work / "wh-temporary"
+                    shutil.rmtree(wh, ignore_errors=True)
+                    log("[temporary] newsmill ingest with NEWSMILL_LOCAL_SERVER=0 (Prefect's temporary server) ...")
+                    report["temporary"] = run_newsmill(config, wh, {**cold_env, "NEWSMILL_LOCAL_SERVER": "0"},
+                                                       work / "temporary.log")
+                    shutil.rmtree(wh, ignore_errors=True)
+                    log(f"    wall {report['temporary']['wall_s']} s")
                 report["server_requests"] = server_stats(bases)
     finally:
         if tmp_ctx:
             tmp_ctx.cleanup()
+    if profile is not None:
+        report["profiles"] = {f.stem: profile_summary(f) for f in sorted(profile.glob("*.raw"))}
     summarize(report)
     return report
+
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::\d+)?\)$")
+
+
+def _frame_key(frame: str) -> tuple[str, str]:
+    """(function and where it lives — newsmill module path or library name, library name)."""
+    m = _FRAME.match(frame)
+    if not m:
+        return frame[:80], "?"
+    func, file = m["func"], m["file"]
+    if "site-packages/" in file:
+        lib = file.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+        return f"{func} ({lib})", lib
+    if "importlib" in file:
+        return f"{func} ({file})", "import machinery"
+    if str(ROOT) in file:
+        rel = file.split(str(ROOT) + "/", 1)[1]
+        return f"{func} ({rel})", "newsmill"
+    return f"{func} ({Path(file).name})", "python"
+
+
+def profile_summary(path: Path, top: int = 12) -> dict:
+    """Where a py-spy raw profile's CPU samples (idle threads excluded) went, over every process of the
+    command: per process (its command line), per library of the leaf frame, per leaf function, and the
+    newsmill functions most often on the stack (inclusive)."""
+    from collections import Counter
+
+    leaf: Counter = Counter()
+    libs: Counter = Counter()
+    inclusive: Counter = Counter()
+    procs: Counter = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack.startswith("process ") or not count.isdigit():
+            continue
+        c = int(count)
+        total += c
+        frames = stack.split(";")
+        procs[re.sub(r"^process \d+:", "", frames[0]).strip('"')[:70]] += c
+        keys = [_frame_key(f) for f in frames[1:]]
+        if keys:
+            leaf[keys[-1][0]] += c
+            libs[keys[-1][1]] += c
+        for k in {k for k, lib in keys if lib == "newsmill"}:
+            inclusive[k] += c
+    pct = lambda c: round(100 * c / total, 1) if total else 0
+    return {"samples": total,
+            "processes_pct": {k: pct(v) for k, v in procs.most_common(6)},
+            "library_pct": {k: pct(v) for k, v in libs.most_common(top)},
+            "leaf_pct": {k: pct(v) for k, v in leaf.most_common(top)},
+            "inclusive_pct": {k: pct(v) for k, v in inclusive.most_common(top)}}
 
 
 @contextmanager
@@ -719,40 +978,103 @@ def _nullctx():
     yield None, None
 
 
+def _ingest_summary(n: int, firsts: list[dict], seconds: list[dict], prefix: str) -> dict:
+    s: dict = {}
+    if firsts:
+        s[f"{prefix}wall_s"] = _median([x["wall_s"] for x in firsts])
+        s[f"{prefix}pages_per_s"] = _pps(n, s[f"{prefix}wall_s"])
+        s[f"{prefix}peak_rss_mb"] = max(x["peak_rss_mb"] for x in firsts)
+        s[f"{prefix}cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in firsts]) / n, 1)
+        s[f"other_cpu_share_during_{prefix.rstrip('_')}"] = _median([x.get("other_cpu_share") for x in firsts])
+        for part in ("stages_s", "summed_s"):
+            s[f"{prefix}{part}"] = {k: _median([x.get(part, {}).get(k) for x in firsts])
+                                    for k in firsts[0].get(part, {})}
+        s[f"{prefix}articles_written"] = firsts[0].get("articles_written")
+        s[f"{prefix}pages_fetched"] = firsts[0].get("pages_fetched")
+    if seconds:
+        s[f"{prefix}incremental_wall_s"] = _median([x["wall_s"] for x in seconds])
+        s[f"{prefix}incremental_share"] = _median([x["share_of_first"] for x in seconds])
+        s[f"{prefix}incremental_stages_s"] = {k: _median([x.get("stages_s", {}).get(k) for x in seconds])
+                                              for k in seconds[0].get("stages_s", {})}
+        s[f"{prefix}incremental_summed_s"] = {k: _median([x.get("summed_s", {}).get(k) for x in seconds])
+                                              for k in seconds[0].get("summed_s", {})}
+        s[f"{prefix}incremental_outcomes"] = seconds[0].get("outcomes")
+    return s
+
+
 def summarize(report: dict) -> None:
     n = report["n"]
     runs = report["runs"]
-    nm = [r["newsmill"] for r in runs if "newsmill" in r and r["newsmill"].get("rc") == 0]
-    inc = [r["incremental"] for r in runs if "incremental" in r and r["incremental"].get("rc") == 0]
-    bl = [r["baseline"] for r in runs if "baseline" in r]
+    ok = lambda key: [r[key] for r in runs if key in r and r[key].get("rc") == 0]
     s: dict = {}
-    if nm:
-        s["newsmill_wall_s"] = _median([x["wall_s"] for x in nm])
-        s["newsmill_pages_per_s"] = _pps(n, s["newsmill_wall_s"])
-        s["newsmill_peak_rss_mb"] = max(x["peak_rss_mb"] for x in nm)
-        s["newsmill_cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in nm]) / n, 1)
-        s["other_cpu_share_during_newsmill"] = _median([x.get("other_cpu_share") for x in nm])
-        for part in ("stages_s", "summed_s"):
-            s[part] = {k: _median([x.get(part, {}).get(k) for x in nm]) for k in nm[0].get(part, {})}
-        s["articles_written"] = nm[0].get("articles_written")
-        s["pages_fetched"] = nm[0].get("pages_fetched")
-    if inc:
-        s["incremental_wall_s"] = _median([x["wall_s"] for x in inc])
-        s["incremental_share"] = _median([x["share_of_first"] for x in inc])
-        s["incremental_stages_s"] = {k: _median([x.get("stages_s", {}).get(k) for x in inc])
-                                     for k in inc[0].get("stages_s", {})}
-        s["incremental_summed_s"] = {k: _median([x.get("summed_s", {}).get(k) for x in inc])
-                                     for k in inc[0].get("summed_s", {})}
-        s["incremental_outcomes"] = inc[0].get("outcomes")
+    # served: keys without a prefix (the figures of issue 7's table)
+    s.update(_ingest_summary(n, ok("newsmill"), ok("incremental"), "newsmill_"))
+    for k in [k for k in s if k.startswith("newsmill_incremental")]:
+        s[k.replace("newsmill_", "", 1)] = s.pop(k)
+    s.update(_ingest_summary(n, ok("cold"), ok("cold_incremental"), "cold_"))
+    for key in ("stages_s", "summed_s", "articles_written", "pages_fetched"):
+        if f"newsmill_{key}" in s:
+            s[key] = s.pop(f"newsmill_{key}")
+    bl = [r["baseline"] for r in runs if "baseline" in r]
     if bl:
         s["baseline_wall_s"] = _median([x["wall_s"] for x in bl])
         s["baseline_pages_per_s"] = _pps(n, s["baseline_wall_s"])
         s["baseline_peak_rss_mb"] = max(x["peak_rss_mb"] for x in bl)
         s["baseline_cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in bl]) / n, 1)
         s["other_cpu_share_during_baseline"] = _median([x.get("other_cpu_share") for x in bl])
-    if nm and bl:
-        s["ratio"] = round(s["newsmill_pages_per_s"] / s["baseline_pages_per_s"], 3)
+        if "newsmill_pages_per_s" in s:
+            s["ratio"] = round(s["newsmill_pages_per_s"] / s["baseline_pages_per_s"], 3)
+        if "cold_pages_per_s" in s:
+            s["cold_ratio"] = round(s["cold_pages_per_s"] / s["baseline_pages_per_s"], 3)
+    imp = ok("import")
+    bw = [r["bare_warc"] for r in runs if "bare_warc" in r]
+    if imp:
+        s["import_wall_s"] = _median([x["wall_s"] for x in imp])
+        s["import_records"] = (imp[0].get("counts") or {}).get("pages_imported")
+        s["import_warc_mb"] = imp[0].get("warc_mb")
+        s["import_peak_rss_mb"] = max(x["peak_rss_mb"] for x in imp)
+        s["import_stages_s"] = {"outside_flow": _median([x.get("stages_s", {}).get("outside_flow") for x in imp]),
+                                "flow": _median([x.get("flow_wall_s") for x in imp])}
+        s["import_timings_s"] = {k: _median([(x.get("counts") or {}).get("timings_s", {}).get(k) for x in imp])
+                                 for k in ((imp[0].get("counts") or {}).get("timings_s") or {})}
+    if bw:
+        s["bare_warc_wall_s"] = _median([x["wall_s"] for x in bw])
+        s["bare_warc_records"] = bw[0]["records"]
+    if imp and bw:
+        s["import_ratio"] = round(s["bare_warc_wall_s"] / s["import_wall_s"], 3)
+    if report.get("temporary", {}).get("rc") == 0:
+        s["temporary_wall_s"] = report["temporary"]["wall_s"]
+        s["temporary_pages_per_s"] = _pps(n, s["temporary_wall_s"])
+        s["temporary_stages_s"] = report["temporary"].get("stages_s")
+        if bl:
+            s["temporary_ratio"] = round(s["temporary_pages_per_s"] / s["baseline_pages_per_s"], 3)
     report["summary"] = s
+
+
+TARGETS = {"ratio": (">=", 1.0), "cold_ratio": (">=", 0.9), "cold_incremental_share": ("<=", 0.15),
+           "import_ratio": (">=", 0.9)}
+
+
+def _verdict(s: dict, key: str) -> str:
+    op, target = TARGETS[key]
+    v = s.get(key)
+    if v is None:
+        return ""
+    met = v >= target if op == ">=" else v <= target
+    return f"(target {op} {target:g}: {'met' if met else 'MISSED'})"
+
+
+def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
+    wall = s.get(f"{prefix}wall_s")
+    if wall is None:
+        return
+    stages = s.get("stages_s" if prefix == "newsmill_" else f"{prefix}stages_s") or {}
+    summed = s.get("summed_s" if prefix == "newsmill_" else f"{prefix}summed_s") or {}
+    print(f"  {label}: {s[f'{prefix}pages_per_s']:>7} pages/s  wall {wall} s  peak RSS "
+          f"{s[f'{prefix}peak_rss_mb']} MB  CPU {s[f'{prefix}cpu_ms_per_page']} ms/page")
+    print("      critical path (s): " + ", ".join(f"{k} {v} ({v / wall:.0%})" for k, v in stages.items()
+                                                 if v is not None))
+    print("      batch work summed (s): " + ", ".join(f"{k} {v}" for k, v in summed.items()))
 
 
 def print_report(report: dict) -> None:
@@ -762,34 +1084,49 @@ def print_report(report: dict) -> None:
     print(f"newsmill throughput benchmark: N={n} pages ({report.get('distinct_pages')} distinct), "
           f"{report['hosts']} hosts, {report['repeat']} round(s), {report['cores']} cores")
     if report.get("prefect_server_startup_s"):
-        print(f"  prefect server startup (not in the figures): {report['prefect_server_startup_s']} s")
-    if "newsmill_pages_per_s" in s:
-        print(f"  newsmill ingest : {s['newsmill_pages_per_s']:>7} pages/s  wall {s['newsmill_wall_s']} s  "
-              f"peak RSS {s['newsmill_peak_rss_mb']} MB  "
-              f"(fetched {s.get('pages_fetched')}, articles written {s.get('articles_written')})")
+        print(f"  served path's prefect server startup (not in the figures): {report['prefect_server_startup_s']} s")
+    if report.get("local_server_first_start_s"):
+        print(f"  local Prefect server, first start ever (once; not in the figures): "
+              f"{report['local_server_first_start_s']} s")
     if "baseline_pages_per_s" in s:
         print(f"  bare baseline   : {s['baseline_pages_per_s']:>7} pages/s  wall {s['baseline_wall_s']} s  "
-              f"peak RSS {s['baseline_peak_rss_mb']} MB")
+              f"peak RSS {s['baseline_peak_rss_mb']} MB  CPU {s['baseline_cpu_ms_per_page']} ms/page")
+    _print_path(s, "newsmill_", "served ingest  ", n)
     if "ratio" in s:
-        print(f"  ratio newsmill / baseline: {s['ratio']}x (target >= 0.8x)")
-    if "newsmill_cpu_ms_per_page" in s and "baseline_cpu_ms_per_page" in s:
-        print(f"  CPU per page: newsmill {s['newsmill_cpu_ms_per_page']} ms, baseline "
-              f"{s['baseline_cpu_ms_per_page']} ms; CPU share taken by other processes on the machine: "
-              f"{s['other_cpu_share_during_newsmill']:.0%} / {s['other_cpu_share_during_baseline']:.0%}")
-    if "stages_s" in s:
-        wall = s["newsmill_wall_s"]
-        print("  where the wall time goes (critical path, s):")
-        for k, v in s["stages_s"].items():
-            share = f"{v / wall:6.1%}" if wall and v is not None else ""
-            print(f"    {k:<15} {v:>9}  {share}")
-        print("  work inside the batch phase, summed over concurrent batches (s): "
-              + ", ".join(f"{k} {v}" for k, v in s.get("summed_s", {}).items()))
+        print(f"    ratio served / baseline: {s['ratio']}x {_verdict(s, 'ratio')}")
     if "incremental_share" in s:
-        print(f"  incremental run (unchanged pages): wall {s['incremental_wall_s']} s = "
-              f"{s['incremental_share']:.1%} of the first (target <= 15%); outcomes "
-              f"{json.dumps(s.get('incremental_outcomes'))}")
-        print("    critical path: " + ", ".join(f"{k} {v}" for k, v in s["incremental_stages_s"].items())
-              + "; summed: " + ", ".join(f"{k} {v}" for k, v in s.get("incremental_summed_s", {}).items()))
+        print(f"    all-304 rerun: wall {s['incremental_wall_s']} s = {s['incremental_share']:.1%} of the first")
+    _print_path(s, "cold_", "cold CLI ingest", n)
+    if "cold_ratio" in s:
+        print(f"    ratio cold / baseline: {s['cold_ratio']}x {_verdict(s, 'cold_ratio')}")
+    if "cold_incremental_share" in s:
+        print(f"    all-304 rerun, command start to exit: wall {s['cold_incremental_wall_s']} s = "
+              f"{s['cold_incremental_share']:.1%} of the first {_verdict(s, 'cold_incremental_share')}; outcomes "
+              f"{json.dumps(s.get('cold_incremental_outcomes'))}")
+        print("      critical path (s): " + ", ".join(f"{k} {v}" for k, v in
+                                                     s.get("cold_incremental_stages_s", {}).items()))
+    if "temporary_wall_s" in s:
+        print(f"  cold CLI with NEWSMILL_LOCAL_SERVER=0 (Prefect's temporary server, one run): "
+              f"{s['temporary_pages_per_s']} pages/s, wall {s['temporary_wall_s']} s"
+              + (f", ratio {s['temporary_ratio']}x" if "temporary_ratio" in s else "")
+              + f"; critical path {json.dumps(s.get('temporary_stages_s'))}")
+    if "import_wall_s" in s:
+        print(f"  import-warc (whole command): {s['import_records']} records, {s['import_warc_mb']} MB, wall "
+              f"{s['import_wall_s']} s, peak RSS {s['import_peak_rss_mb']} MB; outside the flow "
+              f"{s['import_stages_s']['outside_flow']} s, flow {s['import_stages_s']['flow']} s, stages "
+              f"{json.dumps(s.get('import_timings_s'))}")
+    if "bare_warc_wall_s" in s:
+        print(f"  bare WARC loop (warcio + 2-process bare_extraction + pyarrow): {s['bare_warc_records']} records, "
+              f"wall {s['bare_warc_wall_s']} s")
+    if "import_ratio" in s:
+        print(f"    ratio import-warc / bare (speed): {s['import_ratio']}x {_verdict(s, 'import_ratio')}")
+    for name, prof in (report.get("profiles") or {}).items():
+        print(f"  profile {name} (py-spy, {prof['samples']} samples over all processes):")
+        print("      processes: " + ", ".join(f"{k} {v}%" for k, v in prof["processes_pct"].items()))
+        print("      by library (leaf frame): " + ", ".join(f"{k} {v}%" for k, v in prof["library_pct"].items()))
+        print("      on the stack (inclusive): " + "; ".join(f"{k} {v}%" for k, v in
+                                                            list(prof["inclusive_pct"].items())[:8]))
+        print("      leaf functions: " + "; ".join(f"{k} {v}%" for k, v in list(prof["leaf_pct"].items())[:8]))
     if report.get("server_requests"):
         print(f"  server answered: {json.dumps(report['server_requests'])}")
 
@@ -807,21 +1144,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep configs, logs and warehouses here")
     ap.add_argument("--set", action="append", default=[], metavar="TOML",
                     help='extra config TOML, e.g. --set "[extract]\\nbatch_size = 200"')
+    ap.add_argument("--paths", default=",".join(PATHS),
+                    help="comma-separated: served (ingest, Prefect server running), cold (ingest as typed in a "
+                         "fresh shell), warc (import-warc vs the bare WARC loop); default: all three")
+    ap.add_argument("--temporary", action="store_true",
+                    help="also one cold ingest with NEWSMILL_LOCAL_SERVER=0 (Prefect's temporary server)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="after the rounds, run the cold ingests and import-warc once more under py-spy (raw "
+                         "stacks in DIR, not in the figures; needs py-spy)")
     ap.add_argument("--identity", action="store_true",
                     help="serve pages uncompressed (default: Content-Encoding: gzip, as news sites do)")
     args = ap.parse_args(argv)
+    if set(args.paths.split(",")) - set(PATHS) - {""}:
+        ap.error(f"--paths: choose from {', '.join(PATHS)}")
     if args.n < 1 or args.hosts < 1 or args.hosts > 250:
         ap.error("--n must be >= 1 and --hosts 1..250")
     extra = "\n".join(x.replace("\\n", "\n") for x in args.set)
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     report = run(n=args.n, hosts=args.hosts, repeat=args.repeat, data_dir=args.data, only=args.only,
                  api_url=args.api_url, workdir=args.workdir, extra_toml=extra,
-                 incremental=not args.no_incremental, gzip_bodies=not args.identity, log=log)
+                 incremental=not args.no_incremental, gzip_bodies=not args.identity,
+                 paths=tuple(p for p in args.paths.split(",") if p), temporary=args.temporary,
+                 profile=args.profile, log=log)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print_report(report)
-    ok = all(r.get("newsmill", {}).get("rc", 0) == 0 for r in report["runs"])
+    ok = all(r.get(k, {}).get("rc", 0) == 0 for r in report["runs"] for k in ("newsmill", "cold", "import"))
     return 0 if ok else 1
 
 

@@ -187,15 +187,14 @@ def _healthy(api_url: str, timeout: float = 3.0) -> bool:
 
 def _running() -> ServerInfo | None:
     """The recorded server if its process runs and answers; otherwise None (a stale record — a killed or
-    crashed server — is removed; a server that runs but does not answer within a few seconds is
-    stopped)."""
+    crashed server — is removed; a server that runs but does not answer within 30 s, hung, is stopped)."""
     info = _read_state()
     if info is None:
         return None
     if not _alive(info.pid):
         _clear_state()
         return None
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a busy machine can slow an answer down, not stop it
     while not _healthy(info.api_url):
         if time.monotonic() > deadline or not _alive(info.pid):
             _kill(info.pid)
