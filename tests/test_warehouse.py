@@ -442,7 +442,7 @@ def test_delete_url_removes_rows_and_warc_records(tmp_path):
     with wh.writer("r2") as w:  # a second version of the victim in another file
         w.commit_batch("b2", [], [art(1, text="v2")], [], {})
     rep = delete_url(tmp_path, urls[1])
-    assert rep["rows"] == {"article_versions": 2, "boilerplate": 2, "blocks": 1, "pages": 1}  # removal + "removed nothing" marker
+    assert rep["rows"] == {"article_versions": 2, "boilerplate": 2, "blocks": 1, "story_members": 0, "pages": 1}  # removal + "removed nothing" marker
     assert rep["warc_records"] == 1 and rep["warc_files"] == 1
     con = connect(tmp_path)
     for view, col in [("article_versions", "url"), ("boilerplate", "url"), ("pages", "url")]:
@@ -470,7 +470,7 @@ def test_delete_url_removes_rows_and_warc_records(tmp_path):
         if "url" in tbl.column_names:
             found += [u for u in tbl.column("url").to_pylist() if u == urls[1]]
     assert found == []
-    assert delete_url(tmp_path, urls[1])["rows"] == {"article_versions": 0, "boilerplate": 0, "blocks": 0, "pages": 0}
+    assert delete_url(tmp_path, urls[1])["rows"] == {"article_versions": 0, "boilerplate": 0, "blocks": 0, "story_members": 0, "pages": 0}
 
 
 def test_views_sql_runs_in_a_fresh_duckdb(tmp_path):
