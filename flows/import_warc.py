@@ -43,6 +43,7 @@ article versions by ``(article_id, content_hash, extractor_version)``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -68,6 +69,7 @@ from newsmill.tasks.dates import parse_date_bound, parse_datetime
 from newsmill.tasks.errors import NewsmillError
 from newsmill.tasks.records import PageLogEntry
 from newsmill.tasks.urls import domain_of, in_domains
+from newsmill.warehouse.catalog import connect
 
 __all__ = ["import_warc", "run_import", "WarcScanner", "WarcEntry", "file_identity"]
 
@@ -346,10 +348,6 @@ def import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_
 
 def _done_batches_of_file(root: Path, file_id: str) -> set[str]:
     """Ids of this file's batches already stored, by any run."""
-    import contextlib
-
-    from newsmill.warehouse.catalog import connect
-
     with contextlib.closing(connect(root, tables=("pages",))) as con:
         rows = con.execute("SELECT DISTINCT batch_id FROM pages WHERE starts_with(batch_id, ?)",
                            [f"w{file_id}-"]).fetchall()
@@ -359,10 +357,6 @@ def _done_batches_of_file(root: Path, file_id: str) -> set[str]:
 def _known_recurring(wh, min_pages: int) -> dict[str, frozenset[str]]:
     """Recurring block hashes of every domain with stored blocks (read once per run: the hosts of a
     streamed file are not known in advance; only recurring hashes are held, not all blocks)."""
-    import contextlib
-
-    from newsmill.warehouse.catalog import connect
-
     with contextlib.closing(connect(wh.root, tables=("blocks",))) as con:
         domains = [r[0] for r in con.execute("SELECT DISTINCT domain FROM blocks WHERE domain IS NOT NULL")
                    .fetchall()]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.errors import ConfigError, WarehouseError
 
 # The bundled configuration is package data of ``newsmill.config``; wheels install it unpacked, so it is a
 # directory on disk (rules and site files are globbed). Nothing is ever written there.
@@ -41,8 +41,6 @@ def existing_warehouse(warehouse: str | os.PathLike | None) -> Path:
     """:func:`resolve_warehouse` for the commands that work on a warehouse already there (compact, delete,
     publish, reprocess, reset-fetch-state): a missing directory, or one that no run ever wrote (no
     ``_meta.json``), is a ``WarehouseError`` instead of a new warehouse created by a typo."""
-    from newsmill.tasks.errors import WarehouseError
-
     root = resolve_warehouse(warehouse)
     if not root.is_dir():
         raise WarehouseError(f"no warehouse at {root} (check --warehouse / $NEWSMILL_WAREHOUSE; "
@@ -316,8 +314,6 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{key}.max_pages: must be >= 1")
         if src.max_age_days is not None and src.max_age_days <= 0:
             raise ConfigError(f"{key}.max_age_days: must be > 0")
-        import re
-
         for list_key in ("include", "exclude"):
             for j, pat in enumerate(getattr(src, list_key)):
                 try:
