@@ -3,7 +3,7 @@
 A flow brings its planner (batches, each with a ``batch_id`` and a ``host``), its task (one batch in, a
 :class:`BatchOutput` out) and its run info (``flows.reporting.IngestInfo`` …); the engine does the rest::
 
-    plan ──► run bounded, never two of one host ──► commit each ──► consolidate ──► run record
+    plan ──► run bounded, never two of one host ──► commit each ──► stories ──► consolidate ──► run record
 
 * :func:`batch_run` takes the warehouse's single-writer lock, writes the run's ``runs`` row at the start
   (``finished_at`` empty, so a crashed run is visible) and at the end (``info.asdict()`` as ``counts``),
@@ -57,6 +57,9 @@ class Batch(Protocol):
 
 B = TypeVar("B", bound=Batch)
 
+# worker-computed signatures a run holds before it assigns them to stories (~0.7 KB each)
+PENDING_SIGNATURES = 20_000
+
 
 @dataclass
 class BatchOutput:
@@ -72,6 +75,7 @@ class BatchOutput:
     outcomes: Counter = field(default_factory=Counter)  # re-extractions by outcome (reprocess: no pages rows)
     timings: dict[str, float] = field(default_factory=dict)  # seconds of work per stage ("fetch", …)
     deferred_hosts: tuple[str, ...] = ()  # hosts that asked us to come back later (Retry-After)
+    signatures: dict = field(default_factory=dict)  # (article_id, content_hash) -> worker-computed signature
 
     def add_extraction(self, x, *, fetched_at: datetime | None, run_id: str, source: str | None) -> None:
         """Add one ``ExtractResult``: its article (with the fetch context), block fingerprints, removals."""
@@ -79,6 +83,8 @@ class BatchOutput:
             a = x.article.with_context(fetched_at=fetched_at, run_id=run_id, source=source)
             self.articles.append(a)
             self.blocks.extend((a.domain, h, a.article_id, a.content_hash) for h in x.block_hashes)
+            if x.signature is not None:
+                self.signatures[(a.article_id, a.content_hash)] = x.signature
         self.removals.extend(dataclasses.replace(rm, run_id=run_id) for rm in x.removals)
 
 
@@ -134,11 +140,25 @@ def default_task_runner(settings: Settings | None = None):
 class BatchRun(Generic[B]):
     """The batches of one run (obtained from :func:`batch_run`)."""
 
-    def __init__(self, writer, info: RunInfo, max_in_flight: int):
+    def __init__(self, writer, info: RunInfo, max_in_flight: int, settings: Settings | None = None):
         self.writer = writer  # warehouse.store.WarehouseWriter
         self.warehouse = writer.warehouse
         self.info = info
         self.max_in_flight = max(1, max_in_flight)
+        self.stories = settings.stories if settings is not None else None
+        self.signatures: dict = {}  # committed new versions' signatures, until the stories step uses them
+
+    def assign_stories(self) -> None:
+        """Tie the committed new article versions to stories (``warehouse.stories``), with the signatures
+        the workers computed; also called during a long run so the pending signatures stay bounded."""
+        if self.stories is None or not self.stories.enabled:
+            return
+        t = time.perf_counter()
+        got = update_stories(self.writer, self.stories, signatures=self.signatures).as_dict()
+        self.signatures = {}
+        for k, v in got.items():
+            self.info.stories[k] = round(self.info.stories.get(k, 0) + v, 3)
+        self.info.timings["stories"] += time.perf_counter() - t
 
     def run(self, batches: Iterable[B], submit: Callable[[B], PrefectFuture], *, one_per_host: bool = False,
             done: set[str] | frozenset[str] = frozenset(), on_skip: Callable[[B], None] | None = None,
@@ -205,6 +225,10 @@ class BatchRun(Generic[B]):
         runtime.release_memory()  # the batch's bodies and rows are gone: keep RSS flat
         self.info.timings.update(out.timings)
         self.info.add_batch(out, stats)
+        if self.stories is not None and self.stories.enabled and out.signatures:
+            self.signatures.update(out.signatures)
+            if len(self.signatures) >= PENDING_SIGNATURES:
+                self.assign_stories()
         if out.deferred_hosts:
             logger().warning("%s: hosts deferred to the next run (Retry-After above fetch.max_retry_after_s): %s",
                              out.batch_id, ", ".join(sorted(out.deferred_hosts)))
@@ -225,11 +249,9 @@ def batch_run(info: RunInfo, root: Path, settings: Settings, *, parameters: dict
     try:
         with Warehouse(root).writer(info.run_id) as writer:
             writer.write_run(_record(info, params))
-            yield BatchRun(writer, info, settings.runner.max_workers)
-            if settings.stories.enabled:  # tie the run's new articles to stories (warehouse/stories.py)
-                t = time.perf_counter()
-                info.stories = update_stories(writer, settings.stories).as_dict()
-                info.timings["stories"] += time.perf_counter() - t
+            run = BatchRun(writer, info, settings.runner.max_workers, settings)
+            yield run
+            run.assign_stories()  # tie the run's new articles to stories (warehouse/stories.py)
             if consolidate:
                 t = time.perf_counter()
                 writer.consolidate()  # one file per table partition for tonight, not one per batch

@@ -8,6 +8,8 @@ WARC archive writer) are not passed as parameters. Tasks look them up here by ``
 
 from __future__ import annotations
 
+import dataclasses
+
 import multiprocessing
 import os
 import threading
@@ -109,7 +111,24 @@ def extract_batch(pages, rules, settings, history):
     the extraction stack (trafilatura & co., ~0.3 s of CPU) itself."""
     from newsmill.tasks.budget import extract_batch_budgeted
 
-    return extract_batch_budgeted(pages, rules=rules, settings=settings, history=history)
+    results = extract_batch_budgeted(pages, rules=rules, settings=settings, history=history)
+    return sign_results(results)
+
+
+def sign_results(results: list) -> list:
+    """Each article's text signature for stories (``tasks.stories.signature``), computed here in the worker
+    so the flow process only matches them; a signature that cannot be computed is left to the run's end."""
+    from newsmill.tasks.stories import signature
+
+    out = []
+    for r in results:
+        if r.article is not None and r.signature is None:
+            try:
+                r = dataclasses.replace(r, signature=signature(r.article.text))
+            except Exception:  # noqa: BLE001 - the flow process signs what is missing
+                pass
+        out.append(r)
+    return out
 
 
 def _worker_init(run_pid: int | None = None) -> None:  # pragma: no cover - runs in the child

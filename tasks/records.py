@@ -170,6 +170,7 @@ class ExtractResult:
     outcome: str = "ok"  # "ok" | "no_article" | "parse_error" | "extract_timeout"
     error: str | None = None
     block_hashes: tuple[str, ...] = field(default=())  # fingerprints of text blocks (recurring learning)
+    signature: object | None = None  # tasks.stories.Signature of the text, computed in the worker (stories)
 
 
 @dataclass(frozen=True, slots=True)

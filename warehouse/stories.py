@@ -52,6 +52,7 @@ class StoriesInfo:
     joined: int = 0  # of which joined an existing story
     new_stories: int = 0
     unsigned: int = 0  # too short to sign: a story of their own
+    signed_here: int = 0  # texts signed in this process (not by the extraction workers)
     candidates: int = 0  # stored members that shared a band
     seconds: float = 0.0
 
@@ -88,9 +89,12 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def update_stories(writer, settings: StoriesSettings, *, now: datetime | None = None) -> StoriesInfo:
+def update_stories(writer, settings: StoriesSettings, *, now: datetime | None = None,
+                   signatures: dict | None = None) -> StoriesInfo:
     """Assign the unassigned article versions of the window to stories; write their ``story_members`` rows
-    through ``writer`` (a :class:`~newsmill.warehouse.store.WarehouseWriter` holding the lock)."""
+    through ``writer`` (a :class:`~newsmill.warehouse.store.WarehouseWriter` holding the lock).
+    ``signatures``: ``{(article_id, content_hash): Signature}`` computed by the extraction workers; the
+    texts of the other versions are read and signed here."""
     info = StoriesInfo()
     root: Path = writer.root
     if not settings.enabled or not has_files(root, "article_versions"):
@@ -101,7 +105,7 @@ def update_stories(writer, settings: StoriesSettings, *, now: datetime | None = 
     with contextlib.closing(connect(root, tables=("article_versions", "story_members"))) as con:
         rows = con.execute(
             f"""SELECT article_id, content_hash, any_value(url), any_value(domain),
-                   min({FIRST_SEEN_SQL}) AS first_seen, any_value(text)
+                   min({FIRST_SEEN_SQL}) AS first_seen
                 FROM article_versions v
                 WHERE processed_at >= ? AND article_id IS NOT NULL AND content_hash IS NOT NULL
                   AND NOT EXISTS (SELECT 1 FROM story_members m
@@ -111,11 +115,22 @@ def update_stories(writer, settings: StoriesSettings, *, now: datetime | None = 
         ).fetchall()
         if not rows:
             return info
+        signatures = signatures or {}
+        unsigned = [(aid, ch) for aid, ch, *_ in rows if (aid, ch) not in signatures]
+        texts = {}
+        if unsigned:  # versions no worker signed (an earlier run that died, `newsmill extract` imports, ...)
+            con.register("unsigned_keys", pa.table({"article_id": [a for a, _ in unsigned],
+                                                    "content_hash": [c for _, c in unsigned]}))
+            texts = {(a, c): t for a, c, t in con.execute(
+                """SELECT article_id, content_hash, any_value(text) FROM article_versions
+                   JOIN unsigned_keys USING (article_id, content_hash) GROUP BY ALL""").fetchall()}
+            con.unregister("unsigned_keys")
         items: dict[str, Signed] = {}
         meta: dict[str, tuple] = {}
-        for aid, ch, url, dom, seen, text in rows:
+        for aid, ch, url, dom, seen in rows:
             k = _key(aid, ch)
-            items[k] = Signed(k, dom or "", _aware(seen), signature(text or ""), story_key=ch)
+            sig = signatures[(aid, ch)] if (aid, ch) in signatures else signature(texts.get((aid, ch)) or "")
+            items[k] = Signed(k, dom or "", _aware(seen), sig, story_key=ch)
             meta[k] = (aid, ch, url)
         index = StoryIndex(threshold=settings.threshold, containment=settings.containment,
                            min_jaccard=settings.min_jaccard, window_days=settings.window_days)
@@ -130,6 +145,7 @@ def update_stories(writer, settings: StoriesSettings, *, now: datetime | None = 
     info.joined = sum(1 for a in assigned if a.matched_key is not None)
     info.new_stories = info.articles - info.joined
     info.unsigned = sum(1 for s in items.values() if s.sig is None)
+    info.signed_here = len(unsigned)
     info.seconds = round(time.perf_counter() - t0, 3)
     return info
 
