@@ -138,7 +138,6 @@ class Article:
     content_hash: str
     fetched_at: datetime | None = None
     run_id: str | None = None
-    # issue 3 additions
     tags: tuple[str, ...] = ()
     image_url: str | None = None
     paywalled: bool | None = None
