@@ -16,6 +16,11 @@ loaded, nothing to pickle, ~ms); a multi-threaded caller (the flow process runni
 the multiprocessing forkserver for it instead, as forking a threaded process can deadlock the child. The
 child also takes the batch's memory with it when it exits.
 
+The budget is CPU time (the child's, read from ``/proc``; wall time where that is not available): a page
+is judged by its own work, not by how busy the machine is — on a loaded machine a wall-clock budget turned
+ordinary slow pages into timeouts. A child that uses no CPU at all for the budget's length in wall time
+(stuck, not computing) is stopped as well.
+
 Public API: :func:`extract_batch_budgeted`, :func:`extract_pages_budgeted`, :data:`TIMEOUT_OUTCOME`.
 """
 
@@ -33,6 +38,10 @@ from newsmill.tasks.records import ExtractResult
 __all__ = ["TIMEOUT_OUTCOME", "extract_batch_budgeted", "extract_pages_budgeted"]
 
 TIMEOUT_OUTCOME = "extract_timeout"
+try:
+    _TICKS = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):  # pragma: no cover
+    _TICKS = 100
 log = logging.getLogger(__name__)
 
 
@@ -100,6 +109,15 @@ class _Child:
             self.pid = self.proc.pid
         write.close()
 
+    def cpu(self) -> float | None:
+        """CPU seconds the child has used (Linux ``/proc``), or None where that cannot be read."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
     def recv(self, timeout: float):
         """The next step, ``"timeout"`` when none came within ``timeout`` seconds, ``"dead"`` at EOF."""
         try:
@@ -137,20 +155,36 @@ def _run(pages, rules, settings, history, learned, timeout: float) -> list[Extra
     todo = list(range(len(pages)))
     while todo:
         child = _Child([pages[i] for i in todo], rules, settings, history, learned)
-        spent: dict[int, float] = {}  # local index -> seconds of its first pass
+        spent: dict[int, tuple[float, float]] = {}  # local index -> (CPU, wall) seconds of its first pass
         phase, cur = "prepare", 0  # the step the child is on, and its page (local index)
-        last = time.monotonic()
+        last, last_cpu = time.monotonic(), child.cpu()
+        moved_at, moved_cpu = last, last_cpu  # when the child last used CPU
         while True:
-            allowed = timeout - (spent.get(cur, 0.0) if phase == "extract" else 0.0)
-            step = child.recv(last + allowed - time.monotonic())
-            now = time.monotonic()
-            if step == "timeout" or step == "dead":
+            cpu_before, wall_before = spent.get(cur, (0.0, 0.0)) if phase == "extract" else (0.0, 0.0)
+            now, cpu = time.monotonic(), child.cpu()
+            if cpu is None or last_cpu is None:  # no CPU clock: wall time
+                cpu_left = stall_left = timeout - wall_before - (now - last)
+            else:
+                # CPU time: the budget is the page's own work, not the machine's load. One thread cannot
+                # use CPU faster than wall time passes, so waiting for the CPU time left never overshoots.
+                cpu_left = timeout - cpu_before - (cpu - last_cpu)
+                if cpu > moved_cpu:
+                    moved_at, moved_cpu = now, cpu
+                stall_left = timeout - (now - moved_at)  # a child using no CPU at all is stuck
+            if cpu_left <= 0 or stall_left <= 0:
+                step = "timeout"
+                break
+            step = child.recv(max(min(cpu_left, stall_left), 0.01))  # (the CPU clock ticks every 10 ms)
+            if step == "timeout":
+                continue  # look at the CPU clock again
+            now, cpu = time.monotonic(), child.cpu()
+            if step == "dead":
                 break
             kind, j, value = step
             if kind == "ready":
                 pass
             elif kind == "prepared":
-                spent[j] = now - last
+                spent[j] = ((cpu - last_cpu) if cpu is not None and last_cpu is not None else now - last, now - last)
                 cur = j + 1
             elif kind == "learned":
                 learned = value
@@ -160,10 +194,11 @@ def _run(pages, rules, settings, history, learned, timeout: float) -> list[Extra
                 cur = j + 1
             else:  # done
                 break
-            last = now
+            last, last_cpu = now, cpu
         if step == "timeout":
             child.kill()
-            how = f"exceeded extract.page_timeout_s = {timeout:g} s"
+            how = (f"exceeded extract.page_timeout_s = {timeout:g} s of CPU time" if cpu_left <= 0 else
+                   f"made no progress for extract.page_timeout_s = {timeout:g} s (no CPU time used)")
         elif step == "dead":
             how = f"extraction process died ({child.status()})"
             child.conn.close()
