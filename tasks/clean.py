@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover
     import sre_constants as _C  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
+from newsmill.tasks.selectors import css_to_xpath
 from newsmill.tasks.config import RULES_DIR, SITES_DIR, read_toml
 from newsmill.tasks.errors import ConfigError
 from newsmill.tasks.parse import ParsedPage
@@ -185,8 +186,6 @@ def _selector(d: dict, default_kind: str | None, where: str, prefix: str = "") -
     xpath = d.get("xpath")
     css = d.get("css")
     if css is not None:
-        from newsmill.tasks.metadata import css_to_xpath  # the shared small CSS subset
-
         try:
             xpath = css_to_xpath(css)
         except ValueError as exc:

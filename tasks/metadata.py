@@ -44,6 +44,7 @@ from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
+from newsmill.tasks.selectors import compile_selector
 from newsmill.tasks.errors import ConfigError
 from newsmill.tasks.parse import ParsedPage
 from newsmill.tasks.urls import normalize_url
@@ -60,7 +61,6 @@ __all__ = [
     "published_when",
     "publisher_day",
     "clean_authors",
-    "css_to_xpath",
 ]
 
 
@@ -140,120 +140,17 @@ def site_rule_from_dict(d: dict | None, *, domain: str | None = None) -> SiteRul
         sel = kwargs.get(key)
         if sel:
             try:
-                _compile_selector(sel)
+                compile_selector(sel)
             except ValueError as exc:
                 raise ConfigError(f"metadata.{key}: bad selector {sel!r}: {exc}") from None
     return SiteRule(**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------
-# tiny CSS -> XPath (cssselect is not a dependency)
-
-_CSS_SIMPLE = re.compile(
-    r"""(?P<tag>[a-zA-Z][\w-]*|\*)|
-        \.(?P<cls>[\w-]+)|
-        \#(?P<id>[\w-]+)|
-        \[\s*(?P<attr>[\w:-]+)\s*(?:(?P<op>[*^$~]?=)\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\]\s]+))\s*)?\]""",
-    re.X,
-)
-
-
-def _xpath_literal(s: str) -> str:
-    if "'" not in s:
-        return f"'{s}'"
-    if '"' not in s:
-        return f'"{s}"'
-    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in s.split("'")) + ")"
-
-
-def _css_compound(comp: str) -> str:
-    tag, preds, pos = "*", [], 0
-    while pos < len(comp):
-        m = _CSS_SIMPLE.match(comp, pos)
-        if not m:
-            raise ValueError(f"unsupported CSS near {comp[pos:]!r}")
-        if m.group("tag"):
-            if pos:
-                raise ValueError("a tag name must come first in a compound selector")
-            tag = m.group("tag")
-        elif m.group("cls"):
-            preds.append("contains(concat(' ', normalize-space(@class), ' '), "
-                         f"{_xpath_literal(' ' + m.group('cls') + ' ')})")
-        elif m.group("id"):
-            preds.append(f"@id={_xpath_literal(m.group('id'))}")
-        else:
-            a, op = m.group("attr"), m.group("op")
-            v = next((g for g in (m.group("dq"), m.group("sq"), m.group("bare")) if g is not None), "")
-            lit = _xpath_literal(v)
-            preds.append({
-                None: f"@{a}",
-                "=": f"@{a}={lit}",
-                "*=": f"contains(@{a}, {lit})",
-                "^=": f"starts-with(@{a}, {lit})",
-                "$=": f"substring(@{a}, string-length(@{a}) - {len(v) - 1}) = {lit}",
-                "~=": f"contains(concat(' ', normalize-space(@{a}), ' '), {_xpath_literal(' ' + v + ' ')})",
-            }[op])
-        pos = m.end()
-    return tag + "".join(f"[{p}]" for p in preds)
-
-
-def css_to_xpath(selector: str) -> str:
-    """Translate the small CSS subset of :class:`SiteRule` to an XPath (raises ValueError)."""
-    out = []
-    for part in selector.split(","):
-        # tokens: compounds and combinators; whitespace inside [...] is kept
-        tokens, buf, depth = [], "", 0
-        for ch in part.strip() + " ":
-            if ch == "[":
-                depth += 1
-            elif ch == "]":
-                depth -= 1
-            if depth == 0 and (ch.isspace() or ch == ">"):
-                if buf:
-                    tokens.append(buf)
-                    buf = ""
-                if ch == ">":
-                    tokens.append(">")
-                continue
-            buf += ch
-        if not tokens or tokens[0] == ">" or tokens[-1] == ">" or depth:
-            raise ValueError(f"bad selector {part.strip()!r}")
-        xp, axis = ".", "//"
-        for tok in tokens:
-            if tok == ">":
-                if axis == "/":
-                    raise ValueError("double combinator")
-                axis = "/"
-                continue
-            xp += axis + _css_compound(tok)
-            axis = "//"
-        out.append(xp)
-    return " | ".join(out)
-
-
-_SELECTOR_CACHE: dict[str, Any] = {}
-
-
-def _compile_selector(sel: str):
-    from lxml import etree
-
-    if sel in _SELECTOR_CACHE:
-        return _SELECTOR_CACHE[sel]
-    xp = sel if sel.startswith(("/", "./", "(")) else css_to_xpath(sel)
-    try:
-        compiled = etree.XPath(xp)
-    except etree.XPathSyntaxError as exc:
-        raise ValueError(str(exc)) from None
-    if len(_SELECTOR_CACHE) < 512:
-        _SELECTOR_CACHE[sel] = compiled
-    return compiled
 
 
 def _select(page: ParsedPage, sel: str | None) -> list:
     if not sel:
         return []
     try:
-        res = _compile_selector(sel)(page.tree)
+        res = compile_selector(sel)(page.tree)
     except Exception:  # noqa: BLE001 - a selector problem on one page is a None, not a crash
         return []
     return [r for r in res if hasattr(r, "tag")] if isinstance(res, list) else []

@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from newsmill.tasks.errors import ConfigError
+from newsmill.tasks.selectors import css_to_xpath
 from newsmill.tasks.metadata import (
     Metadata,
     SiteRule,
     article_node,
     clean_authors,
-    css_to_xpath,
     extract_metadata,
     parse_date,
     site_rule_from_dict,
@@ -241,12 +241,18 @@ def test_site_rule_errors_name_the_key(bad):
         site_rule_from_dict(bad)
 
 
-def test_css_subset():
-    assert css_to_xpath("h1") == ".//h1"
-    assert css_to_xpath("article > time[datetime]") == ".//article/time[@datetime]"
-    assert "@id='x'" in css_to_xpath("#x")
+def test_css_selectors_select_what_css_means():
+    from lxml import html as lxml_html
+
+    tree = lxml_html.fromstring('<html><body><article><time datetime="2024-01-02">x</time><p id="x" '
+                                'class="a byline">By Ann</p></article><time>y</time></body></html>')
+    texts = lambda sel: [e.text for e in tree.xpath(css_to_xpath(sel))]  # noqa: E731
+    assert texts("article > time[datetime]") == ["x"]
+    assert texts("time") == ["x", "y"]
+    assert texts("#x") == texts(".byline") == texts("p.a.byline") == ["By Ann"]
+    assert texts("p:hover") == []  # a dynamic state never matches a static page
     with pytest.raises(ValueError):
-        css_to_xpath("a:hover")
+        css_to_xpath("div[[")
 
 
 def test_comment_authors_and_site_name_are_not_bylines():
