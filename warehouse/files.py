@@ -255,8 +255,8 @@ def ensure_tables(root: Path) -> None:
 
 class WriterLock:
     """The single-writer lock ``<root>/_lock`` (``flock``); holds pid/host/started/run_id of its holder.
-    In a process that :func:`claim_writer_lock`\ ed the warehouse, acquiring takes the claimed lock over
-    (and releasing hands it back) instead of locking again."""
+    In a process that claimed the warehouse (:func:`claim_writer_lock`), acquiring takes the claimed lock
+    over (and releasing hands it back) instead of locking again."""
 
     def __init__(self, root: Path, run_id: str, wait_s: float | None):
         self.path = root / "_lock"
