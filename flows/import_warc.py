@@ -177,7 +177,7 @@ class WarcScanner:
                         status = int(record.http_headers.get_statuscode())
                     except (TypeError, ValueError):
                         status = None
-                res = archive._to_raw(record, cap)
+                res = archive.to_raw(record, cap)
                 verdict = reader.finish()
                 self.position = reader.position
                 if verdict:

@@ -7,7 +7,7 @@ Layout under the warehouse root::
     _staging/                        files being written (never globbed by readers; cleaned by writers)
     _data/<table>/g000001/date=YYYY-MM-DD/part-<run_id>-<batch_id>-<uuid>.parquet
     <table> -> _data/<table>/g000001 relative symlink to the table's *current generation*
-    raw/                             WARC files (tasks/archive.py), referenced by pages.warc_file
+    raw/                             WARC files (tasks/archive/), referenced by pages.warc_file
     views.sql                        DuckDB CLI script defining the views (absolute paths)
 
 Every file is written to ``_staging``, flushed + fsynced, ``os.replace``d into its partition

@@ -1,261 +1,25 @@
-"""Raw response archive: gzipped WARC files in the warehouse, and WARC readers (issue 4).
-
-Layout: ``<warehouse_root>/raw/date=YYYY-MM-DD/<run_id>-<pid>-<n>.warc.gz`` (date of ``fetched_at``,
-UTC). Every record is its own gzip member, so ``(rel_path, offset)`` addresses one record and
-``read_record`` decompresses only that member.
-
-Torn files: a file is written under ``<name>.open`` and sealed — flushed, fsynced, renamed to ``<name>``,
-directory fsynced — when it is rotated (~``max_file_bytes``, default 100 MB), when the date partition
-changes, on ``close()`` (the fetcher closes its archive at the end of a run), or after ``idle_seal_s``
-(30 s) without a write (a Dask worker's fetcher is never closed); globs of ``*.warc.gz`` never see a
-half-written file. The writing process holds an exclusive ``flock`` on its ``.open`` file
-from creation to seal, so an ``.open`` file nobody holds is the leftover of a dead (killed) process:
-``recover_open_files`` (called by the next archive of any run, and by ``delete_url``) cuts its torn tail
-back to the last whole gzip member, fsyncs and seals it. Offsets are byte offsets and stay valid across
-the rename and the cut; ``read_record`` also looks at the ``.open`` name so a record can be read back
-during the run.
-
-Reading is record by record and total (``WarcReader``): a record that cannot be used (no
-``WARC-Target-URI``, an unparsable header, corrupt gzip data, several records in one gzip member) is
-reported as a value and reading goes on with the next gzip member (or, in a plain ``.warc``, after the
-record's ``Content-Length``); a record cut by the end of the file (a torn gzip member, including a cut
-in its 8-byte trailer) is reported as torn, with its URL when its header was read.
-
-The body stored is the raw body as received: still content-encoded (``Content-Encoding`` kept); the
-transfer coding is already removed, so a ``Transfer-Encoding`` header is renamed to
-``X-Crawler-Transfer-Encoding`` (the Common Crawl convention) and the HTTP block stays consistent.
-``read_record`` / ``iter_warc_records`` return the body with Content-Encoding removed.
-"""
+"""Reading WARC files record by record, totally: ``WarcReader``, ``read_record``, ``iter_warc_records``,
+and ``scan_members`` (the gzip members of a raw file, for recovery and deletion)."""
 
 from __future__ import annotations
 
-import fcntl
-import io
 import os
 import re
-import threading
-import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from warcio.bufferedreaders import BufferedReader
 from warcio.limitreader import LimitReader
 from warcio.recordloader import ArcWarcRecordLoader
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
-from newsmill.tasks.fetch import decode_body, is_html_content_type
+from newsmill.tasks.archive._records import (DEFAULT_MAX_RECORD_BYTES, _OPEN_SUFFIX, RawRecord, Skipped,
+                                             _read_capped, to_raw)
 from newsmill.tasks.dates import parse_datetime
 from newsmill.tasks.urls import in_domains
-from newsmill.warehouse.files import fsync_dir
 
-__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "decode_body",
-           "WarcReader", "WarcItem", "MemberSpan", "scan_members", "recover_open_files"]
-
-DEFAULT_MAX_FILE_BYTES = 100_000_000
-DEFAULT_MAX_RECORD_BYTES = 10_000_000
-DEFAULT_IDLE_SEAL_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    url: str
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes  # Content-Encoding removed
-    fetched_at: datetime | None
-    content_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    url: str | None
-    reason: str  # "not_html" | "truncated" | "too_large" | "http_status" | "parse_error" | "unreadable"
-    detail: str = ""  # what was wrong, for the log (e.g. "offset 1234: no WARC-Target-URI header")
-
-
-def decode_record(record: RawRecord) -> tuple[str, str]:
-    """Text and encoding of a record's body, with the same charset logic as the fetcher."""
-    return decode_body(record.body, record.content_type)
-
-
-class WarcArchive:
-    """Thread-safe appender of WARC response records for one run (one process)."""
-
-    def __init__(self, warehouse_root: str | os.PathLike, run_id: str, *,
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, idle_seal_s: float | None = DEFAULT_IDLE_SEAL_S):
-        self.root = Path(warehouse_root)
-        self.run_id = run_id
-        self.max_file_bytes = max_file_bytes
-        # a writer nobody closes (a Dask worker's fetcher lives as long as the worker) seals its file
-        # after this long without a write; the next write opens a new file
-        self.idle_seal_s = idle_seal_s
-        self._last_write = 0.0
-        self._watcher: threading.Thread | None = None
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._n = 0
-        self._fh = None
-        self._rel: str | None = None
-        self._date: str | None = None
-        self._writer: WARCWriter | None = None
-        self._recovered = False
-
-    def _open(self, date: str) -> None:
-        if not self._recovered:  # seal what killed processes left open (they hold no lock any more)
-            self._recovered = True
-            recover_open_files(self.root)
-        self._n += 1
-        rel = f"raw/date={date}/{self.run_id}-{os.getpid()}-{self._n}.warc.gz"
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # created under a temporary name and locked before it gets its .open name: an unlocked .open file
-        # is always a dead process's (recover_open_files relies on it)
-        tmp = str(path) + _NEW_SUFFIX
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(tmp, str(path) + _OPEN_SUFFIX)
-        except BaseException:
-            os.close(fd)
-            with _suppress_oserror():
-                os.unlink(tmp)
-            raise
-        self._fh = os.fdopen(fd, "wb")
-        self._rel, self._date = rel, date
-        self._writer = WARCWriter(self._fh, gzip=True)
-        info = self._writer.create_warcinfo_record(path.name, {"software": "newsmill", "run-id": self.run_id})
-        self._writer.write_record(info)
-
-    def _seal(self) -> None:
-        if self._fh is None:
-            return
-        fh, path = self._fh, self.root / self._rel
-        self._fh = self._writer = self._rel = self._date = None
-        try:
-            fh.flush()
-            os.fsync(fh.fileno())
-            os.replace(str(path) + _OPEN_SUFFIX, path)
-            fsync_dir(path.parent)
-        finally:
-            fh.close()  # releases the flock only now: the file is sealed under its final name
-
-    def write_response(self, url: str, status: int, headers: Iterable[tuple[str, str]], body: bytes,
-                       fetched_at: datetime, *, reason: str = "", http_version: str = "HTTP/1.1",
-                       ) -> tuple[str, int, int]:
-        """Append one ``response`` record; returns ``(rel_path, offset, length)`` of its gzip member."""
-        if fetched_at.tzinfo is None:
-            fetched_at = fetched_at.replace(tzinfo=timezone.utc)
-        fetched_at = fetched_at.astimezone(timezone.utc)
-        date = fetched_at.strftime("%Y-%m-%d")
-        hdrs = []
-        encoded = False
-        for k, v in headers:
-            if k.lower() == "transfer-encoding":
-                k = "X-Crawler-Transfer-Encoding"
-            elif k.lower() == "content-encoding" and v.strip().lower() not in ("", "identity"):
-                encoded = True
-            hdrs.append((k, v))
-        status_line = f"{status} {reason or _REASONS.get(status, 'OK')}"
-        http_headers = StatusAndHeaders(status_line, hdrs, protocol=http_version or "HTTP/1.1")
-        # build and compress the record outside the lock (zlib releases the GIL, so fetch threads
-        # archive in parallel); one gzip member per record, level 6 (warcio's own writer uses 9, which
-        # costs ~3x the CPU for a few percent of size). A body kept as sent with Content-Encoding (gzip,
-        # br, ...) does not compress again: its member is stored (level 0), still valid gzip for every
-        # WARC reader, at ~1/30 of the CPU and +0.1 % of size
-        buf = io.BytesIO()
-        raw_writer = WARCWriter(buf, gzip=False)
-        record = raw_writer.create_warc_record(
-            url, "response", payload=io.BytesIO(body), length=len(body), http_headers=http_headers,
-            warc_headers_dict={"WARC-Date": fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
-        raw_writer.write_record(record)
-        comp = zlib.compressobj(0 if encoded else 6, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-        member = comp.compress(buf.getvalue()) + comp.flush()
-        with self._lock:
-            if self._fh is not None and (self._date != date or self._fh.tell() >= self.max_file_bytes):
-                self._seal()
-            if self._fh is None:
-                self._open(date)
-            offset = self._fh.tell()
-            self._fh.write(member)
-            self._fh.flush()
-            self._last_write = time.monotonic()
-            if self.idle_seal_s and self._watcher is None:
-                self._watcher = threading.Thread(target=self._seal_when_idle, name="newsmill-warc-idle",
-                                                 daemon=True)
-                self._watcher.start()
-            return self._rel, offset, len(member)
-
-    def _seal_when_idle(self) -> None:
-        step = max(0.05, min(5.0, self.idle_seal_s / 4))
-        while not self._closed.wait(step):
-            with self._lock:
-                if self._fh is not None and time.monotonic() - self._last_write >= self.idle_seal_s:
-                    self._seal()
-
-    def close(self) -> None:
-        self._closed.set()
-        with self._lock:
-            self._seal()
-
-    def __enter__(self) -> "WarcArchive":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-_REASONS = {200: "OK", 203: "Non-Authoritative Information", 206: "Partial Content"}
-
-
-def _read_capped(stream, cap: int) -> bytes | None:
-    out = bytearray()
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
-            return bytes(out)
-        out += chunk
-        if len(out) > cap:
-            return None
-
-
-def _to_raw(record, cap: int) -> RawRecord | Skipped:
-    url = record.rec_headers.get_header("WARC-Target-URI")
-    if record.rec_headers.get_header("WARC-Truncated"):
-        return Skipped(url, "truncated")
-    http = record.http_headers
-    if http is None:
-        return Skipped(url, "parse_error")
-    try:
-        status = int(http.get_statuscode())
-    except (TypeError, ValueError):
-        return Skipped(url, "parse_error")
-    ctype = http.get_header("content-type")
-    if not (200 <= status < 300):
-        return Skipped(url, "http_status")
-    if not is_html_content_type(ctype):
-        return Skipped(url, "not_html")
-    try:
-        body = _read_capped(record.content_stream(), cap)
-    except Exception as exc:  # corrupt/truncated compressed payload: a value, not a crash
-        return Skipped(url, "truncated")
-    if body is None:
-        return Skipped(url, "too_large")
-    length = http.get_header("content-length")
-    if length and not http.get_header("content-encoding") and not http.get_header("transfer-encoding"):
-        try:
-            if len(body) < int(length):
-                return Skipped(url, "truncated")
-        except ValueError:
-            pass
-    return RawRecord(url=url, status=status, headers=tuple(http.headers), body=body,
-                     fetched_at=parse_datetime(record.rec_headers.get_header("WARC-Date")), content_type=ctype)
-
-
-# ---------------------------------------------------------------------------------------------- reading
 
 _CHUNK = 1 << 16
 _FEED = 8192
@@ -509,7 +273,7 @@ class WarcReader:
         if rec_type in _HTTP_RECORDS and url.lower().startswith(("http:", "https:")):
             try:
                 rec.http_headers = self._loader.load_http_headers(rec_type, url, rec.raw_stream, rec.length)
-            except Exception:  # noqa: BLE001 - a response without readable HTTP headers: _to_raw says parse_error
+            except Exception:  # noqa: BLE001 - a response without readable HTTP headers: to_raw says parse_error
                 rec.http_headers = None
         return WarcItem(offset=offset, rec_type=rec_type, url=url, record=rec)
 
@@ -619,7 +383,7 @@ def iter_warc_records(path: str | os.PathLike, domains: Iterable[str] | None = N
                 when = parse_datetime(record.rec_headers.get_header("WARC-Date"))
                 if when is not None and ((since and when < since) or (until and when >= until)):
                     continue
-            res = _to_raw(record, max_bytes)
+            res = to_raw(record, max_bytes)
             verdict = reader.finish()
             if verdict:
                 res = Skipped(url, "truncated", f"offset {item.offset}: record {verdict}")
@@ -668,83 +432,3 @@ def scan_members(fh, start: int = 0) -> Iterator[MemberSpan]:
                          t.group(1).decode("ascii", "replace").lower() if t else None,
                          not (m.torn or m.error))
 
-
-_OPEN_SUFFIX = ".open"
-_NEW_SUFFIX = ".open.new"
-_STALE_NEW_S = 60.0
-
-
-class _suppress_oserror:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, typ, exc, tb):
-        return typ is not None and issubclass(typ, OSError)
-
-
-def recover_open_files(warehouse_root: str | os.PathLike, *, wait_s: float = 0.0) -> dict[str, list[str]]:
-    """Seal the ``raw/**/*.warc.gz.open`` files of dead processes: each one nobody holds a lock on is cut
-    back to the end of its last whole gzip member (a record being written when the process died is
-    dropped: no ``pages`` row can point at it), fsynced and renamed to its ``.warc.gz`` name; a file with
-    no whole record is removed. Files of live writers are waited for up to ``wait_s`` seconds (they seal
-    themselves), then left alone. Returns ``{"sealed": [...], "removed": [...], "live": [...]}``
-    (paths relative to the warehouse)."""
-    root = Path(warehouse_root)
-    out: dict[str, list[str]] = {"sealed": [], "removed": [], "live": []}
-    raw = root / "raw"
-    if not raw.is_dir():
-        return out
-    now = time.time()
-    for p in sorted(raw.rglob("*" + _NEW_SUFFIX)):  # a crash between create and rename: empty leftovers
-        with _suppress_oserror():
-            if now - p.stat().st_mtime > _STALE_NEW_S:
-                p.unlink()
-    deadline = time.monotonic() + wait_s
-    for p in sorted(raw.rglob("*.warc.gz" + _OPEN_SUFFIX)):
-        rel = os.path.relpath(p, root)
-        try:
-            fd = os.open(p, os.O_RDWR)
-        except FileNotFoundError:  # sealed by its writer meanwhile
-            continue
-        try:
-            locked = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    locked = True
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.1)
-            if not locked:
-                out["live"].append(rel)
-                continue
-            try:
-                same = os.stat(p).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # its writer sealed it while we waited
-                continue
-            end = 0
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                for span in scan_members(fh):
-                    if not span.whole:
-                        break
-                    end = span.offset + span.length
-            sealed = Path(str(p)[: -len(_OPEN_SUFFIX)])
-            if sealed.exists():  # never overwrite a sealed file: keep these records under another name
-                sealed = sealed.with_name(sealed.name[: -len(".warc.gz")] + f".r{os.getpid()}-{time.time_ns()}.warc.gz")
-            if end == 0:
-                os.unlink(p)
-                out["removed"].append(rel)
-            else:
-                if end < os.fstat(fd).st_size:
-                    os.ftruncate(fd, end)
-                os.fsync(fd)
-                os.rename(p, sealed)
-                out["sealed"].append(os.path.relpath(sealed, root))
-            fsync_dir(p.parent)
-        finally:
-            os.close(fd)
-    return out
