@@ -244,13 +244,17 @@ def _as_list(value: Any) -> list:
 
 
 def article_node(page: ParsedPage) -> dict | None:
+    """The JSON-LD node describing the article itself (computed once per page, see :func:`_ld`)."""
+    return _ld(page)[0]
+
+
+def _find_article_node(page: ParsedPage, idx: dict[str, dict]) -> dict | None:
     """The JSON-LD node describing the article itself (NewsArticle, Article, BlogPosting, ...).
 
     Image, WebPage, Organization, BreadcrumbList nodes are never returned. A WebPage's ``mainEntity``
     that is an article counts. Among several, the first specific news/article type with a headline
     wins, then any article-typed node."""
     candidates: list[dict] = []
-    idx = _id_index(page)
     for node in page.jsonld:
         if not isinstance(node, dict):
             continue
@@ -273,7 +277,12 @@ def article_node(page: ParsedPage) -> dict | None:
 
 
 def _ld(page: ParsedPage) -> tuple[dict | None, dict[str, dict]]:
-    return article_node(page), _id_index(page)
+    """(article node, @id index), precomputed on the page the first time a field asks: every metadata
+    field and the copyright evidence read it, and used to find it again each."""
+    if page.ld is None:
+        idx = _id_index(page)
+        page.ld = (_find_article_node(page, idx), idx)
+    return page.ld
 
 
 def _ld_name(value: Any, idx: dict[str, dict]) -> str | None:

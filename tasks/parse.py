@@ -22,6 +22,9 @@ class ParsedPage:
     meta: dict[str, list[str]] = field(default_factory=dict)  # lower-cased name/property/itemprop -> contents
     links: dict[str, list[str]] = field(default_factory=dict)  # lower-cased rel -> hrefs (absolute)
     html_lang: str | None = None
+    # derived once per page, on first use, for every field that reads it (fundus' ``Precomputed``):
+    # (the JSON-LD article node, the @id index of all nodes) — see ``tasks.metadata.article_node``
+    ld: tuple | None = None
 
 
 _CONTROL_TABLE = bytes.maketrans(b"\x0c", b" ")
