@@ -21,12 +21,11 @@ from tests.test_imports import ROOT, package_dirs, project_modules
 MAX_LINES = 600
 
 # packages whose modules are private behind ``__init__.__all__``
-SPLIT_PACKAGES = ["newsmill.tasks.fetch", "newsmill.tasks.archive"]
+SPLIT_PACKAGES = ["newsmill.tasks.fetch", "newsmill.tasks.archive", "newsmill.tasks.copyright"]
 
 # modules still over the cap, with why; an entry must go as soon as its module is under the cap
 OVERSIZED = {
     "newsmill.tasks.metadata": "issue 13: to be split (was being edited for authors/dates)",
-    "newsmill.tasks.copyright": "issue 13: to be split",
     "newsmill.tasks.clean": "issue 13: to be split",
 }
 
