@@ -40,7 +40,7 @@ def _old_definitions() -> None:
     """Patch the pre-issue-15 XPath definitions into tasks.clean (same results, quadratic in libxml2)."""
     from lxml import etree
 
-    from newsmill.tasks import clean
+    from newsmill.tasks.clean import _tree as clean  # the private module whose globals the block passes read
 
     blocks = etree.XPath("(" + " | ".join(f"//body//{t}" for t in clean._BLOCK_TAGS) + ")"
                          f"[string-length(normalize-space(.)) <= {clean._BLOCK_TEXT_MAX}]")
@@ -84,7 +84,8 @@ def _cpu() -> float:
 def _child(queue, what: str, make, n: int, budget: float) -> None:
     import newsmill.tasks.budget  # noqa: F401  (imports and the rules are not what is measured)
     import newsmill.tasks.preload  # noqa: F401
-    from newsmill.tasks.clean import _compiled, load_rules
+    from newsmill.tasks.clean import load_rules
+    from newsmill.tasks.clean._compiled import _compiled
 
     rules = load_rules()
     _compiled(rules, "news.example")  # compiled once per process

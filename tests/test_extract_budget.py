@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import hostile  # noqa: E402
 from faultserver import FaultServer, respond  # noqa: E402
 
-from newsmill.tasks import clean  # noqa: E402
+from newsmill.tasks.clean import _tree as clean  # noqa: E402  (the block pass's helpers, against their definitions)
 from newsmill.tasks.budget import TIMEOUT_OUTCOME, extract_batch_budgeted, extract_pages_budgeted  # noqa: E402
 from newsmill.tasks.clean import load_rules, page_text_length, text_blocks  # noqa: E402
 from newsmill.tasks.config import ExtractSettings, settings_from_dict  # noqa: E402

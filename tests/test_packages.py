@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import types
 from pathlib import Path
 
@@ -21,12 +22,21 @@ from tests.test_imports import ROOT, package_dirs, project_modules
 MAX_LINES = 600
 
 # packages whose modules are private behind ``__init__.__all__``
-SPLIT_PACKAGES = ["newsmill.tasks.fetch", "newsmill.tasks.archive", "newsmill.tasks.copyright"]
+SPLIT_PACKAGES = ["newsmill.tasks.fetch", "newsmill.tasks.archive", "newsmill.tasks.copyright", "newsmill.tasks.clean"]
 
 # modules still over the cap, with why; an entry must go as soon as its module is under the cap
 OVERSIZED = {
     "newsmill.tasks.metadata": "issue 13: to be split (was being edited for authors/dates)",
-    "newsmill.tasks.clean": "issue 13: to be split",
+}
+
+
+# files outside a package that may reach into it, and why (each reach is listed: nothing else is allowed)
+INTERNALS_ALLOWED = {
+    # checks the linear helpers of the block pass against their XPath definitions
+    "tests/test_extract_budget.py": {"imports private module newsmill.tasks.clean._tree"},
+    # patches the pre-issue-15 definitions into the block pass to measure them; warms the compiled rules
+    "bench/hostile.py": {"imports private module newsmill.tasks.clean._tree",
+                         "imports private module newsmill.tasks.clean._compiled"},
 }
 
 
@@ -86,7 +96,9 @@ def _reaches_into(path: Path, pkg: str):
             if node.module == pkg:
                 for a in node.names:
                     if a.name not in public:
-                        yield node.lineno, f"imports {a.name} from {pkg}"
+                        yield node.lineno, (f"imports private module {pkg}.{a.name}"
+                                            if importlib.util.find_spec(f"{pkg}.{a.name}") else
+                                            f"imports {a.name} from {pkg}")
             elif node.module.startswith(pkg + "."):
                 yield node.lineno, f"imports private module {node.module}"
             elif node.module == parent:
@@ -114,8 +126,15 @@ def _sources_outside(pkg: str) -> list[Path]:
 @pytest.mark.parametrize("pkg", SPLIT_PACKAGES)
 def test_code_outside_the_package_uses_only_public_names(pkg):
     problems = [f"{p.relative_to(ROOT)}:{line}: {what}"
-                for p in _sources_outside(pkg) for line, what in _reaches_into(p, pkg)]
+                for p in _sources_outside(pkg) for line, what in _reaches_into(p, pkg)
+                if what not in INTERNALS_ALLOWED.get(str(p.relative_to(ROOT)), ())]
     assert problems == []
+
+
+def test_the_allowed_reaches_are_still_there():
+    for rel, allowed in INTERNALS_ALLOWED.items():
+        found = {what for pkg in SPLIT_PACKAGES for _, what in _reaches_into(ROOT / rel, pkg)}
+        assert allowed <= found, f"{rel}: drop {sorted(allowed - found)} from INTERNALS_ALLOWED"
 
 
 def test_the_check_sees_private_reaches(tmp_path):
@@ -124,6 +143,8 @@ def test_the_check_sees_private_reaches(tmp_path):
                    "from newsmill.tasks.archive import WarcArchive, _nothing\n"
                    "from newsmill.tasks import archive as a\n"
                    "a.WarcArchive\n"
-                   "a._private\n", encoding="utf-8")
-    found = list(_reaches_into(bad, "newsmill.tasks.archive"))
-    assert [line for line, _ in found] == [1, 2, 5], found
+                   "a._private\n"
+                   "from newsmill.tasks.archive import _reader\n", encoding="utf-8")
+    found = sorted(_reaches_into(bad, "newsmill.tasks.archive"))
+    assert [line for line, _ in found] == [1, 2, 5, 6], found
+    assert found[-1][1] == "imports private module newsmill.tasks.archive._reader"
