@@ -917,6 +917,8 @@ def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT
     if profile is not None:
         report["profiles"] = {f.stem: profile_summary(f) for f in sorted(profile.glob("*.raw"))}
     summarize(report)
+    if workdir is not None:
+        (work / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
@@ -1070,8 +1072,10 @@ def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
         return
     stages = s.get("stages_s" if prefix == "newsmill_" else f"{prefix}stages_s") or {}
     summed = s.get("summed_s" if prefix == "newsmill_" else f"{prefix}summed_s") or {}
+    other = s.get(f"other_cpu_share_during_{prefix.rstrip('_')}")
     print(f"  {label}: {s[f'{prefix}pages_per_s']:>7} pages/s  wall {wall} s  peak RSS "
-          f"{s[f'{prefix}peak_rss_mb']} MB  CPU {s[f'{prefix}cpu_ms_per_page']} ms/page")
+          f"{s[f'{prefix}peak_rss_mb']} MB  CPU {s[f'{prefix}cpu_ms_per_page']} ms/page"
+          + (f"  (CPU taken by other processes: {other:.0%})" if other is not None else ""))
     print("      critical path (s): " + ", ".join(f"{k} {v} ({v / wall:.0%})" for k, v in stages.items()
                                                  if v is not None))
     print("      batch work summed (s): " + ", ".join(f"{k} {v}" for k, v in summed.items()))
@@ -1090,7 +1094,8 @@ def print_report(report: dict) -> None:
               f"{report['local_server_first_start_s']} s")
     if "baseline_pages_per_s" in s:
         print(f"  bare baseline   : {s['baseline_pages_per_s']:>7} pages/s  wall {s['baseline_wall_s']} s  "
-              f"peak RSS {s['baseline_peak_rss_mb']} MB  CPU {s['baseline_cpu_ms_per_page']} ms/page")
+              f"peak RSS {s['baseline_peak_rss_mb']} MB  CPU {s['baseline_cpu_ms_per_page']} ms/page  (CPU taken "
+              f"by other processes: {s['other_cpu_share_during_baseline']:.0%})")
     _print_path(s, "newsmill_", "served ingest  ", n)
     if "ratio" in s:
         print(f"    ratio served / baseline: {s['ratio']}x {_verdict(s, 'ratio')}")
