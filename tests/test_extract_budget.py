@@ -152,7 +152,17 @@ def test_a_page_over_the_budget_is_an_outcome_and_the_batch_goes_on():
     assert [r.outcome for r in again] == ["ok", "ok"]
 
 
-def test_an_overrun_in_extraction_keeps_what_the_batch_learned(monkeypatch):
+@pytest.fixture
+def forked_children(monkeypatch):
+    """The tests below patch the extraction code in this process and need the budget's plain-``fork``
+    children (which inherit the patch). In a full test session earlier tests leave threads behind (Prefect's
+    clients), and a threaded caller gets forkserver children instead, which would not see the patch."""
+    from newsmill.tasks import budget
+
+    monkeypatch.setattr(budget.threading, "active_count", lambda: 1)
+
+
+def test_an_overrun_in_extraction_keeps_what_the_batch_learned(monkeypatch, forked_children):
     """A page that overruns in trafilatura (after the batch learned its recurring blocks): the pages after
     it are extracted with the same recurring blocks as without the overrun."""
     from newsmill.tasks import extract as extract_mod
@@ -178,7 +188,7 @@ def test_an_overrun_in_extraction_keeps_what_the_batch_learned(monkeypatch):
         _same(res[i], want[i])
 
 
-def test_a_stuck_page_is_stopped_by_wall_time(monkeypatch):
+def test_a_stuck_page_is_stopped_by_wall_time(monkeypatch, forked_children):
     """A page that waits without computing (no CPU time used) is stopped after the budget in wall time."""
     from newsmill.tasks import extract as extract_mod
 
@@ -199,7 +209,7 @@ def test_a_stuck_page_is_stopped_by_wall_time(monkeypatch):
     assert res[1].outcome == "ok"
 
 
-def test_the_budget_counts_the_pages_cpu_not_the_machines_load(monkeypatch):
+def test_the_budget_counts_the_pages_cpu_not_the_machines_load(monkeypatch, forked_children):
     """A page that needs 1 s of CPU passes a 2 s budget while the machine is so busy that it takes over 2 s
     of wall time (the child is slowed to ~1/3 of a core by SIGSTOP/SIGCONT)."""
     import threading
@@ -253,7 +263,7 @@ def test_the_budget_counts_the_pages_cpu_not_the_machines_load(monkeypatch):
     assert res[0].outcome == "ok", res[0].error
 
 
-def test_a_child_that_dies_costs_only_its_page(monkeypatch):
+def test_a_child_that_dies_costs_only_its_page(monkeypatch, forked_children):
     from newsmill.tasks import extract as extract_mod
 
     original = extract_mod._extract_prepared
