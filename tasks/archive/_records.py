@@ -34,8 +34,10 @@ def decode_record(record: RawRecord) -> tuple[str, str]:
     """Text and encoding of a record's body, with the same charset logic as the fetcher."""
     return decode_body(record.body, record.content_type)
 
+
 _OPEN_SUFFIX = ".open"
 _NEW_SUFFIX = ".open.new"
+
 
 def _read_capped(stream, cap: int) -> bytes | None:
     out = bytearray()

@@ -21,7 +21,6 @@ from newsmill.tasks.archive._recovery import _suppress_oserror, recover_open_fil
 from newsmill.warehouse.files import fsync_dir
 
 
-
 class WarcArchive:
     """Thread-safe appender of WARC response records for one run (one process)."""
 

@@ -13,6 +13,7 @@ from newsmill.tasks.copyright._vocab import (_ABBREV, _CC_WORDS, _CONNECTORS, _H
 from newsmill.tasks.metadata import _clean_text
 from newsmill.tasks.urls import normalize_url
 
+
 @dataclass(frozen=True)
 class CopyrightInfo:
     holder: str | None = None
