@@ -145,10 +145,10 @@ class Article:
     syndicated: bool | None = None
     # issue 12: which extraction path produced ``text`` (one of TEXT_PATHS): "cleaned" (the cleaned tree),
     # "recall" (a recall pass on the cleaned tree), "uncleaned" (the rules removed the article: raw tree)
+    text_path: str | None = None
     # issue 12: the calendar date as the publisher printed it, in the publisher's own zone (published_at is
     # the UTC instant; a page dated 2022-11-07T00:30+01:00 has published_date 2022-11-07)
     published_date: date | None = None
-    text_path: str | None = None
     # bookkeeping
     article_id: str | None = None  # hash of the normalised canonical URL
     source: str | None = None

@@ -41,9 +41,9 @@ ARTICLE_VERSIONS = pa.schema(
         ("title", STR),
         ("authors", LIST_STR),
         ("published_at", TS),
+        ("published_date", pa.date32()),  # the publisher's calendar date (issue 12; NULL in older files)
         ("modified_at", TS),
         ("language", STR),
-        ("published_date", pa.date32()),  # the publisher's calendar date (issue 12; NULL in older files)
         ("description", STR),
         ("text", STR),
         ("copyright_holder", STR),

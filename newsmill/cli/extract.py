@@ -9,7 +9,7 @@ ARTICLE_JSON_FIELDS = (
     "url", "canonical_url", "domain", "site_name", "title", "authors", "published_at", "modified_at",
     "language", "description", "text", "copyright_holder", "copyright_year", "copyright_notice",
     "license_url", "content_hash", "fetched_at", "run_id", "tags", "image_url", "paywalled",
-    "copyright_source", "syndicated", "article_id", "extractor_version", "published_date",
+    "copyright_source", "syndicated", "article_id", "extractor_version", "published_date", "text_path",
 )
 
 
