@@ -215,20 +215,36 @@ def rebuild_stories(writer, settings: StoriesSettings, *, chunk: int = 5000, wor
         if has_files(root, "article_versions"):
             with contextlib.closing(connect(root, tables=("article_versions",))) as con, \
                     contextlib.closing(connect(root, tables=())) as built:
-                con.execute(f"SET temp_directory = '{spill.as_posix()}'")
-                con.execute("SET memory_limit = '256MB'")
+                # DuckDB's buffers bounded (the sort over the texts spills beyond its limit; 1 GB and one
+                # thread are what a time-ordered scan of texts needs to stream without failing to pin a
+                # block); spills go inside the warehouse's staging area
+                for c, limit in ((con, "1GB"), (built, "256MB")):
+                    c.execute(f"SET temp_directory = '{spill.as_posix()}'")
+                    c.execute(f"SET memory_limit = '{limit}'")
+                con.execute("SET threads = 1")
+                con.execute("SET preserve_insertion_order = false")
                 built_src = f"read_parquet('{new_gen.as_posix()}/*/*.parquet', union_by_name = true)"
+                # a plain sort spills to disk; a GROUP BY over the texts would have to hold them. The same
+                # version under several extractor versions is skipped below (a set of 8-byte key hashes).
                 rel = con.sql(
-                    f"""SELECT article_id, content_hash, any_value(url), any_value(domain),
-                           min({FIRST_SEEN_SQL}) AS first_seen, any_value(text)
+                    f"""SELECT article_id, content_hash, url, domain, {FIRST_SEEN_SQL} AS first_seen, text
                         FROM article_versions WHERE article_id IS NOT NULL AND content_hash IS NOT NULL
-                        GROUP BY article_id, content_hash ORDER BY first_seen, article_id, content_hash"""
+                        ORDER BY first_seen, article_id, content_hash"""
                 )
+                done: set[int] = set()
                 with rel.to_arrow_reader(batch_size=chunk) as reader:  # one chunk in Python at a time
                     for batch in reader:
                         items: dict[str, Signed] = {}
                         meta: dict[str, tuple] = {}
                         cols = [c.to_pylist() for c in batch.columns]
+                        keep = []
+                        for i, (aid, ch) in enumerate(zip(cols[0], cols[1])):
+                            h = hash((aid, ch))
+                            if h not in done:
+                                done.add(h)
+                                keep.append(i)
+                        if len(keep) < len(cols[0]):
+                            cols = [[c[i] for i in keep] for c in cols]
                         texts = [t or "" for t in cols[5]]
                         sigs = (list(pool.map(signature, texts, chunksize=max(1, len(texts) // (4 * workers))))
                                 if pool is not None else [signature(t) for t in texts])
