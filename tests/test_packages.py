@@ -22,12 +22,11 @@ from tests.test_imports import ROOT, package_dirs, project_modules
 MAX_LINES = 600
 
 # packages whose modules are private behind ``__init__.__all__``
-SPLIT_PACKAGES = ["newsmill.tasks.fetch", "newsmill.tasks.archive", "newsmill.tasks.copyright", "newsmill.tasks.clean"]
+SPLIT_PACKAGES = ["newsmill.tasks.fetch", "newsmill.tasks.archive", "newsmill.tasks.copyright", "newsmill.tasks.clean",
+                  "newsmill.tasks.metadata"]
 
 # modules still over the cap, with why; an entry must go as soon as its module is under the cap
-OVERSIZED = {
-    "newsmill.tasks.metadata": "issue 13: to be split (was being edited for authors/dates)",
-}
+OVERSIZED: dict[str, str] = {}
 
 
 # files outside a package that may reach into it, and why (each reach is listed: nothing else is allowed)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from newsmill.tasks.copyright._vocab import (_ABBREV, _CC_WORDS, _CONNECTORS, _HOLDER_STOP, _LEGAL_FORMS,
                                              _LICENSE_LINE, _MARK, _MAX_LINE, _REPUBLISHED, _RIGHTS, _TAILS, _URL,
                                              _YEAR, _YEAR_RANGE)
-from newsmill.tasks.metadata import _clean_text
+from newsmill.tasks.jsonld import clean_text
 from newsmill.tasks.urls import normalize_url
 
 
@@ -34,7 +34,7 @@ EMPTY = CopyrightInfo()
 def normalize_license_url(url: Any) -> str | None:
     """Canonical licence URL. Creative Commons: ``https://creativecommons.org/licenses/<type>/<ver>/``
     (jurisdiction ports kept, ``deed.xx`` / ``legalcode`` dropped). Other http(s) URLs: normalised."""
-    s = _clean_text(url)
+    s = clean_text(url)
     if not s:
         return None
     if s.startswith("//"):
@@ -69,7 +69,7 @@ def _cc_url(parts: Iterable[str], version: str | None) -> str | None:
 def license_from_text(text: str | None) -> str | None:
     """A licence URL from a notice: an explicit URL (normalised), or a CC licence named with its type
     ("CC BY-NC-ND 4.0", "Creative Commons Attribution-NoDerivatives 4.0 International", "CC0")."""
-    s = _clean_text(text)
+    s = clean_text(text)
     if not s:
         return None
     m = re.search(r"(?:https?://)?(?:www\.)?creativecommons\.org/\S+", s, re.I)
@@ -132,7 +132,7 @@ def _cut_sentence(s: str) -> str:
 
 def normalize_holder(text: Any) -> str | None:
     """The holder's name from a notice fragment (see the module docstring for the rules)."""
-    s = _clean_text(text)
+    s = clean_text(text)
     if not s:
         return None
     s = _URL.sub(" ", s)
@@ -186,7 +186,7 @@ def match_copyright_line(text: str) -> CopyrightInfo | None:
 
     Returns ``CopyrightInfo`` (``source`` and ``syndicated`` unset) or None — also None for article
     prose that merely mentions copyright ("The lawsuit claims copyright infringement ...")."""
-    s = _clean_text(text)
+    s = clean_text(text)
     if not s or len(s) > _MAX_LINE:
         return None
     lic = license_from_text(s)

@@ -11,7 +11,7 @@ from lxml import etree
 from newsmill.tasks.copyright._lines import (CopyrightInfo, _holderish, _info, _latest_year, license_from_text,
                                              match_copyright_line, normalize_holder, normalize_license_url)
 from newsmill.tasks.copyright._vocab import _MAX_LINE
-from newsmill.tasks.metadata import _as_list, _clean_text, _id_index, _resolve, article_node
+from newsmill.tasks.jsonld import article_node, as_list, clean_text, id_index, resolve
 from newsmill.tasks.parse import ParsedPage
 
 # ---------------------------------------------------------------------------------------------------
@@ -29,8 +29,8 @@ def _ld_year(value: Any) -> int | None:
 
 
 def _ld_license(value: Any, idx: dict) -> str | None:
-    for v in _as_list(value):
-        v = _resolve(v, idx)
+    for v in as_list(value):
+        v = resolve(v, idx)
         if isinstance(v, dict):
             v = v.get("url") or v.get("@id") or v.get("name")
         if isinstance(v, str):
@@ -44,16 +44,16 @@ def _from_jsonld(page: ParsedPage) -> CopyrightInfo | None:
     node = article_node(page)
     if not node:
         return None
-    idx = _id_index(page)
+    idx = id_index(page)
     holder = None
-    for h in _as_list(node.get("copyrightHolder")):
-        h = _resolve(h, idx)
+    for h in as_list(node.get("copyrightHolder")):
+        h = resolve(h, idx)
         raw = h if isinstance(h, str) else (h.get("name") or h.get("legalName")) if isinstance(h, dict) else None
         holder = normalize_holder(raw)
         if holder:
             break
     year = _ld_year(node.get("copyrightYear"))
-    notice = _clean_text(node.get("copyrightNotice"))
+    notice = clean_text(node.get("copyrightNotice"))
     lic = _ld_license(node.get("license"), idx)
     if notice:
         parsed = match_copyright_line(notice)
@@ -72,7 +72,7 @@ _META_KEYS = ("copyright", "dcterms.rights", "dc.rights", "rights", "dcterms.rig
 def _from_meta(page: ParsedPage) -> CopyrightInfo | None:
     for key in _META_KEYS:
         for v in page.meta.get(key, ()):
-            value = _clean_text(v)
+            value = clean_text(v)
             if not value:
                 continue
             info = match_copyright_line(value)
@@ -196,7 +196,7 @@ def _notice_candidates(root, out: list[str], seen: set, chains: list[list]) -> N
             raw = texts[i] if texts[i] is not None else _text(new[i])
             if len(raw) > limit:
                 break
-            text = _clean_text(raw)
+            text = clean_text(raw)
             if text and len(text) <= _MAX_LINE:
                 emit.append(text)
         out.extend(reversed(emit))
