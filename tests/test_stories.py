@@ -169,6 +169,11 @@ def test_retried_run_and_rebuild_give_same_ids(tmp_path):
     info = run(root, "r1", [a, b, c])  # the same run again (retry): nothing new, nothing re-assigned
     assert info.articles == 0
     assert rows(root, "SELECT count(*) FROM story_members")[0][0] == 3
+    import dataclasses
+
+    with Warehouse(root).writer("reextract") as w:  # the same texts under a newer extractor: new versions
+        stats = w.commit_batch("rx", articles=[dataclasses.replace(x, extractor_version="test2") for x in (a, b, c)])
+        assert stats.new_versions == 3
     with Warehouse(root).writer("rebuild") as w:
         rb = rebuild_stories(w, StoriesSettings(), chunk=2)  # chunks smaller than the input
         w.consolidate()

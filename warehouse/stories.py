@@ -225,24 +225,24 @@ def rebuild_stories(writer, settings: StoriesSettings, *, chunk: int = 5000, wor
                 con.execute("SET preserve_insertion_order = false")
                 built_src = f"read_parquet('{new_gen.as_posix()}/*/*.parquet', union_by_name = true)"
                 # a plain sort spills to disk; a GROUP BY over the texts would have to hold them. The same
-                # version under several extractor versions is skipped below (a set of 8-byte key hashes).
+                # version stored under several extractor versions sorts next to itself (same first_seen,
+                # then key) and is skipped below; nothing that grows with the history is kept.
                 rel = con.sql(
                     f"""SELECT article_id, content_hash, url, domain, {FIRST_SEEN_SQL} AS first_seen, text
                         FROM article_versions WHERE article_id IS NOT NULL AND content_hash IS NOT NULL
                         ORDER BY first_seen, article_id, content_hash"""
                 )
-                done: set[int] = set()
+                last_key: tuple | None = None
                 with rel.to_arrow_reader(batch_size=chunk) as reader:  # one chunk in Python at a time
                     for batch in reader:
                         items: dict[str, Signed] = {}
                         meta: dict[str, tuple] = {}
                         cols = [c.to_pylist() for c in batch.columns]
                         keep = []
-                        for i, (aid, ch) in enumerate(zip(cols[0], cols[1])):
-                            h = hash((aid, ch))
-                            if h not in done:
-                                done.add(h)
+                        for i, key in enumerate(zip(cols[0], cols[1])):
+                            if key != last_key:
                                 keep.append(i)
+                            last_key = key
                         if len(keep) < len(cols[0]):
                             cols = [[c[i] for i in keep] for c in cols]
                         texts = [t or "" for t in cols[5]]
