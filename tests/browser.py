@@ -24,7 +24,13 @@ def chromium() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-def _free_port() -> int:
+# what the probe of this workplace found a root, offline headless Chromium needs
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage")
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -34,11 +40,9 @@ class Page:
     """One headless Chromium with one tab; use as a context manager."""
 
     def __init__(self, exe: str, profile: Path, *, width: int = 1400, height: int = 1000):
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            [exe, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
              f"--remote-debugging-port={self.port}", "--remote-allow-origins=*", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60

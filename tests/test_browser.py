@@ -6,9 +6,7 @@ background, ``NEWSMILL_HOME``), serves the deployments, and headless Chromium's 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,35 +18,21 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 
+from browser import CHROME_FLAGS, chromium, free_port  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _chrome(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args],
+    return subprocess.run([exe, *CHROME_FLAGS, f"--user-data-dir={profile}", *args],
                           capture_output=True, text=True, timeout=120)
 
 
 def test_ui_command_serves_deployments_visible_in_the_browser(tmp_path):
-    exe = _chromium()
+    exe = chromium()
     if exe is None:
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_LOGGING_LEVEL": "WARNING",
                 "DO_NOT_TRACK": "1", "NEWSMILL_HOME": str(tmp_path / "nm-home")})
