@@ -37,6 +37,11 @@ from newsmill.warehouse.files import current_generation, parquet_files, staging_
 
 __all__ = ["connect", "views_sql", "write_views_sql", "VIEW_NAMES"]
 
+# When an article version was first seen: its published date, else its fetch, else its processing time —
+# never later than it was processed (a bogus future date must not make it the "latest" or stretch a window).
+# Shared by the views and warehouse/stories.py.
+FIRST_SEEN_SQL = "least(coalesce(published_at, fetched_at, processed_at), processed_at)"
+
 # stored table -> name of its base view
 BASE_VIEW = {
     "article_versions": "article_versions",
@@ -54,12 +59,12 @@ DERIVED = [
         # in the story now; ``copy_of_domain`` = the earliest other domain that had the text before this one
         "articles",
         ("article_versions", "story_members"),
-        """WITH v AS (
+        f"""WITH v AS (
     SELECT * EXCLUDE (date) FROM article_versions
     QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY processed_at DESC NULLS LAST,
         fetched_at DESC NULLS LAST, extractor_version DESC NULLS LAST, content_hash) = 1
 ), j AS (
-    SELECT v.*, m.story_id, coalesce(v.published_at, v.fetched_at, v.processed_at) AS _seen FROM v
+    SELECT v.*, m.story_id, {FIRST_SEEN_SQL} AS _seen FROM v
     LEFT JOIN (SELECT DISTINCT ON (article_id, content_hash) article_id, content_hash, story_id
                FROM story_members ORDER BY article_id, content_hash, processed_at DESC) m
     USING (article_id, content_hash)
@@ -124,14 +129,14 @@ FROM articles GROUP BY copyright_holder ORDER BY articles DESC, copyright_holder
         # one row per story: its earliest copy (likely origin), how far it ran, who claimed it
         "stories",
         ("article_versions", "story_members"),
-        """SELECT story_id,
-    min(coalesce(published_at, fetched_at, processed_at)) AS first_seen,
-    arg_min(domain, (coalesce(published_at, fetched_at, processed_at), article_id)) AS first_domain,
-    arg_min(title, (coalesce(published_at, fetched_at, processed_at), article_id)) AS first_title,
+        f"""SELECT story_id,
+    min({FIRST_SEEN_SQL}) AS first_seen,
+    arg_min(domain, ({FIRST_SEEN_SQL}, article_id)) AS first_domain,
+    arg_min(title, ({FIRST_SEEN_SQL}, article_id)) AS first_title,
     count(*) AS n_articles, count(DISTINCT domain) AS n_domains,
     list(DISTINCT copyright_holder ORDER BY copyright_holder) FILTER (WHERE copyright_holder IS NOT NULL)
         AS copyright_holders,
-    max(coalesce(published_at, fetched_at, processed_at)) AS last_seen
+    max({FIRST_SEEN_SQL}) AS last_seen
 FROM articles WHERE story_id IS NOT NULL GROUP BY story_id""",
     ),
     (

@@ -33,17 +33,14 @@ import pyarrow as pa
 
 from newsmill.tasks.config import StoriesSettings
 from newsmill.tasks.stories import BANDS, SIGNATURE_VERSION, Signature, Signed, StoryIndex, bands, signature
-from newsmill.warehouse.catalog import connect
+from newsmill.warehouse.catalog import FIRST_SEEN_SQL, connect
 from newsmill.warehouse.files import (
     finish_generation, has_files, new_generation_dir, sanitize, split_by_date, utcnow, write_file_atomic,
 )
 from newsmill.warehouse.schema import STORY_MEMBERS
 
-__all__ = ["StoriesInfo", "update_stories", "rebuild_stories", "FIRST_SEEN_SQL"]
+__all__ = ["StoriesInfo", "update_stories", "rebuild_stories", "run_stories"]
 
-# When a version was first seen: its published date, else its fetch, else its processing time — never later
-# than it was processed (a bogus future date must not stretch the window).
-FIRST_SEEN_SQL = "least(coalesce(published_at, fetched_at, processed_at), processed_at)"
 
 
 @dataclass
