@@ -16,9 +16,10 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-# An extraction worker is replaced after this many batches: lxml/trafilatura keep memory they touched,
-# so a long run would otherwise grow with the number of pages (forkserver makes the restart cheap).
-MAX_BATCHES_PER_WORKER = 10
+# An extraction worker is replaced after this many batches, so a long run's memory stays flat (forkserver
+# makes the restart cheap). The extraction itself runs in the worker's child (tasks.budget), which keeps the
+# memory lxml/trafilatura touched and is replaced after tasks.budget.REUSE_MAX_BATCHES batches.
+MAX_BATCHES_PER_WORKER = 50
 
 _lock = threading.Lock()
 _fetchers: dict[str, object] = {}
@@ -142,7 +143,7 @@ def _worker_init(run_pid: int | None = None) -> None:  # pragma: no cover - runs
     import signal
     from multiprocessing import forkserver
 
-    from newsmill.tasks.budget import _die_with_parent
+    from newsmill.tasks.budget import _die_with_parent, reuse_children
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fs = forkserver._forkserver
@@ -150,6 +151,7 @@ def _worker_init(run_pid: int | None = None) -> None:  # pragma: no cover - runs
         os.close(fs._forkserver_alive_fd)
         fs._forkserver_alive_fd = None
     _die_with_parent()
+    reuse_children()  # one extraction child for many batches: its lazily built caches are kept
     if run_pid is not None:
         try:
             os.kill(run_pid, 0)

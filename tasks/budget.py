@@ -35,7 +35,7 @@ import time
 
 from newsmill.tasks.records import ExtractResult
 
-__all__ = ["TIMEOUT_OUTCOME", "extract_batch_budgeted", "extract_pages_budgeted"]
+__all__ = ["TIMEOUT_OUTCOME", "extract_batch_budgeted", "extract_pages_budgeted", "reuse_children"]
 
 TIMEOUT_OUTCOME = "extract_timeout"
 try:
@@ -53,7 +53,19 @@ def _child_main(conn, pages, rules, settings, history, learned) -> None:  # prag
     for step in batch_steps(pages, rules=rules, settings=settings, history=history, learned=learned):
         conn.send(step)
     conn.send(("done", None, None))
-    conn.close()
+
+
+def _child_serve(conn) -> None:  # pragma: no cover - in the child
+    """A reused child (:func:`reuse_children`): extract the batches sent to it until the pipe closes."""
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        _child_main(conn, *job)
+        del job
 
 
 def _die_with_parent() -> None:  # pragma: no cover - in the child
@@ -75,13 +87,18 @@ def _load_stack() -> None:
 
 
 class _Child:
-    """One extraction child process and the read end of its step pipe."""
+    """One extraction child process and its end of the step pipe. ``job`` (pages, rules, settings, history,
+    learned) given: a one-batch child that inherits it; None: a reused child (:func:`reuse_children`) that
+    is sent each batch by :meth:`start` and serves until it is closed."""
 
-    def __init__(self, pages, rules, settings, history, learned):
-        read, write = multiprocessing.Pipe(duplex=False)
-        self.conn = read
+    def __init__(self, job: tuple | None):
+        reused = job is None
+        mine, theirs = multiprocessing.Pipe(duplex=reused)
+        self.conn = mine
         self.proc = None
         self.pid = None
+        self.batches = 0
+        target, args = (_child_serve, (theirs,)) if reused else (_child_main, (theirs, *job))
         if threading.active_count() == 1 or multiprocessing.current_process().daemon:
             _load_stack()
             parent = os.getpid()
@@ -89,12 +106,12 @@ class _Child:
             if pid == 0:  # pragma: no cover - in the child
                 code = 0
                 try:
-                    read.close()
+                    mine.close()
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     _die_with_parent()
                     if os.getppid() != parent:
                         os._exit(0)
-                    _child_main(write, pages, rules, settings, history, learned)
+                    target(*args)
                 except BaseException:  # noqa: BLE001 - the supervisor sees the pipe close
                     code = 70
                 finally:
@@ -103,11 +120,28 @@ class _Child:
         else:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["newsmill.tasks.preload"])  # as flows.runtime's pool (no-op once started)
-            self.proc = ctx.Process(target=_child_main, args=(write, pages, rules, settings, history, learned),
-                                    name="newsmill-extract", daemon=True)
+            self.proc = ctx.Process(target=target, args=args, name="newsmill-extract", daemon=True)
             self.proc.start()
             self.pid = self.proc.pid
-        write.close()
+        theirs.close()
+
+    def start(self, job: tuple) -> bool:
+        """Send a reused child its next batch; False when it is gone (then the caller starts another)."""
+        try:
+            self.conn.send(job)
+        except (OSError, EOFError, ValueError):
+            return False
+        self.batches += 1
+        return True
+
+    def close(self) -> None:
+        """Let a reused child exit (end of its pipe), and reap it."""
+        try:
+            self.conn.send(None)
+        except (OSError, EOFError, ValueError):
+            pass
+        self.conn.close()
+        self.status()
 
     def cpu(self) -> float | None:
         """CPU seconds the child has used (Linux ``/proc``), or None where that cannot be read."""
@@ -150,11 +184,44 @@ class _Child:
         self.conn.close()
 
 
+# A process that extracts batch after batch (an extraction pool worker: flows.runtime) keeps one child and
+# sends it each batch, so what the extraction stack builds lazily — compiled regexes of the cleaning rules and
+# of dateparser's locales (htmldate), lxml's XPaths, trafilatura's caches — is built once per child, not
+# once per batch (~30 % of a worker's CPU when every batch had a fresh child). A child is replaced when a page
+# overruns (it is killed), when it dies, and after REUSE_MAX_BATCHES batches (its memory grows with what it
+# touched); elsewhere (``newsmill extract``, tests that patch the extraction code) every batch gets its own
+# child, which inherits the batch instead of receiving it.
+REUSE_MAX_BATCHES = 25
+_reuse = False
+_reused: _Child | None = None
+
+
+def reuse_children(on: bool = True) -> None:
+    """Keep one extraction child in this process across batches (see REUSE_MAX_BATCHES); ``False`` closes it."""
+    global _reuse, _reused
+    _reuse = on
+    if not on and _reused is not None:
+        _reused.close()
+        _reused = None
+
+
 def _run(pages, rules, settings, history, learned, timeout: float) -> list[ExtractResult]:
+    global _reused
     results: list[ExtractResult | None] = [None] * len(pages)
     todo = list(range(len(pages)))
     while todo:
-        child = _Child([pages[i] for i in todo], rules, settings, history, learned)
+        job = ([pages[i] for i in todo], rules, settings, history, learned)
+        child = None
+        if _reuse:
+            child = _reused
+            if child is None or not child.start(job):
+                if child is not None:
+                    child.kill()
+                child = _reused = _Child(None)
+                child.start(job)
+        else:
+            child = _Child(job)
+        del job
         spent: dict[int, tuple[float, float]] = {}  # local index -> (CPU, wall) seconds of its first pass
         phase, cur = "prepare", 0  # the step the child is on, and its page (local index)
         last, last_cpu = time.monotonic(), child.cpu()
@@ -193,8 +260,12 @@ def _run(pages, rules, settings, history, learned, timeout: float) -> list[Extra
                 results[todo[j]] = value
                 cur = j + 1
             else:  # done
+                step = "done"
                 break
             last, last_cpu = now, cpu
+        reused = child is _reused
+        if reused and (step != "done" or child.batches >= REUSE_MAX_BATCHES):
+            _reused = None  # killed below, or it has served its share (its memory grows): closed
         if step == "timeout":
             child.kill()
             how = (f"exceeded extract.page_timeout_s = {timeout:g} s of CPU time" if cpu_left <= 0 else
@@ -202,9 +273,11 @@ def _run(pages, rules, settings, history, learned, timeout: float) -> list[Extra
         elif step == "dead":
             how = f"extraction process died ({child.status()})"
             child.conn.close()
-        else:
+        elif not reused:  # a one-batch child
             child.status()
             child.conn.close()
+        elif child is not _reused:
+            child.close()
         if step in ("timeout", "dead"):
             if phase == "extract" and cur >= len(todo):  # every result is in: nothing to blame
                 pass

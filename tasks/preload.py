@@ -4,8 +4,8 @@ to the forkserver as its preload): the extraction stack, the language model, and
 Importing it loads py3langid's model (~0.5 s); done once in the forkserver, every worker — including
 those that replace recycled ones — starts with it instead of loading it again on its first page.
 
-Each batch is extracted in a child process forked from its worker (``tasks.budget``: the page time
-budget), and a child's caches die with it. What the libraries build lazily on first use — dateparser's
+Batches are extracted in a child process forked from the worker (``tasks.budget``: the page time
+budget; a worker keeps its child for up to ``REUSE_MAX_BATCHES`` batches), and a child's caches die with it. What the libraries build lazily on first use — dateparser's
 per-locale regexes (htmldate's fallback), the cleaning rules' combined phrase regexes (``re``'s cache),
 lxml's compiled XPaths — would be rebuilt by every batch (~26 % of extraction CPU, profiled). ``warm_up``
 extracts one small synthetic page here, once, so every worker and every batch child inherits them.
@@ -35,16 +35,26 @@ def warm_up() -> None:
     try:
         from htmldate import find_date
 
-        from newsmill.tasks.clean import load_rules
+        from newsmill.tasks.clean import compile_rules, load_rules
         from newsmill.tasks.config import ExtractSettings
         from newsmill.tasks.extract import extract_page
         from newsmill.tasks.stories import signature
 
-        res = extract_page(_PAGE, "https://www.example.org/news/2026/03/03/bridge-budget", rules=load_rules(),
+        rules = load_rules()
+        compile_rules(rules)  # every phrase regex, not only those the page below needs
+        res = extract_page(_PAGE, "https://www.example.org/news/2026/03/03/bridge-budget", rules=rules,
                            settings=ExtractSettings())
         signature(res.article.text if res.article else _PAGE)
         find_date(_PAGE.replace("2026", "2025"), extensive_search=True, original_date=True)
     except Exception:  # noqa: BLE001 - warm caches are an optimisation, never a reason to fail
+        pass
+    try:  # htmldate's free-text search: month names of every dateparser locale, dateparser's zone regexes
+        from dateparser.timezone_parser import _tz_regexes
+        from htmldate.extractors import month_words
+
+        month_words()
+        _tz_regexes()
+    except Exception:  # noqa: BLE001 - library internals may move; the warm-up is best effort
         pass
 
 

@@ -375,3 +375,36 @@ def test_extract_cli_reports_a_page_over_budget_and_goes_on(tmp_path, newsmill_c
     assert "zqcli0x" in arts[files[0].resolve().as_uri()]["text"]
     assert [line for line in p.stderr.splitlines() if "extract_timeout" in line] == [
         f"{bad}: extract_timeout: exceeded extract.page_timeout_s = 30 s of CPU time (first pass)"]
+
+
+def test_a_worker_reuses_one_child_across_batches_and_replaces_it_after_an_overrun(monkeypatch, forked_children):
+    """An extraction worker (``reuse_children``) keeps one child for many batches — the caches the extraction
+    stack builds lazily survive from batch to batch — and still gets a fresh one when a page overruns, and
+    after ``REUSE_MAX_BATCHES`` batches. Every batch gives the same results as without a budget."""
+    from newsmill.tasks import budget
+
+    monkeypatch.setattr(budget, "REUSE_MAX_BATCHES", 3)
+    settings = ExtractSettings(page_timeout_s=2.0)
+    batches = [[_article(i), _article(i + 10)] for i in range(4)]
+    budget.reuse_children()
+    try:
+        pids = []
+        for batch in batches[:3]:
+            got = extract_batch_budgeted(batch, rules=RULES, settings=settings)
+            for g, w in zip(got, extract_batch(batch, rules=RULES, settings=settings)):
+                _same(g, w)
+            pids.append(budget._reused.pid if budget._reused is not None else None)
+        assert pids[0] == pids[1] and pids[0] is not None  # the same child served both batches
+        assert pids[2] is None  # its third batch was its last: closed (reaped) ...
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[0], 0)
+        hostile_page = ("https://news.example/attrs.html", hostile.many_attributes(200_000))
+        got = extract_batch_budgeted([hostile_page, *batches[3]], rules=RULES, settings=settings)
+        assert [r.outcome for r in got] == [TIMEOUT_OUTCOME, "ok", "ok"]  # ... a new child, killed on the overrun,
+        after = budget._reused.pid  # and the rest of the batch done by the next one, kept for the next batch
+        assert after not in pids
+        got = extract_batch_budgeted(batches[0], rules=RULES, settings=settings)
+        assert [r.outcome for r in got] == ["ok", "ok"] and budget._reused.pid == after
+    finally:
+        budget.reuse_children(False)
+    assert budget._reused is None

@@ -29,7 +29,8 @@ returned as a :class:`~tasks.records.Removal` naming the rule.
 
 Public API: :func:`load_rules`, :func:`rules_from_dicts`, :class:`RuleSet`, :class:`SelectorRule`,
 :class:`PhraseRule`, :class:`SiteRules`, :func:`clean_tree`, :func:`text_blocks`, :class:`Block`,
-:func:`block_fingerprint`, :func:`normalize_text`, :func:`clean_lines`, :data:`RECURRING_MAX_CHARS`.
+:func:`block_fingerprint`, :func:`normalize_text`, :func:`clean_lines`, :func:`compile_rules`,
+:data:`RECURRING_MAX_CHARS`.
 
 Layout (private modules; import only the names in ``__all__`` from ``newsmill.tasks.clean``):
 
@@ -38,6 +39,7 @@ Layout (private modules; import only the names in ``__all__`` from ``newsmill.ta
 * ``_tree`` -- text blocks, fingerprints, share guards; ``clean_tree`` and ``clean_lines``.
 """
 
+from newsmill.tasks.clean._compiled import compile_rules
 from newsmill.tasks.clean._rules import PhraseRule, RuleSet, SelectorRule, SiteRules, load_rules, rules_from_dicts
 from newsmill.tasks.clean._tree import (RECURRING_MAX_CHARS, RECURRING_MAX_SHARE, RECURRING_MIN_CHARS, Block,
                                         block_fingerprint, clean_lines, clean_tree, normalize_text, page_text_length,
@@ -55,6 +57,7 @@ __all__ = [
     "block_fingerprint",
     "clean_lines",
     "clean_tree",
+    "compile_rules",
     "load_rules",
     "normalize_text",
     "page_text_length",

@@ -230,3 +230,13 @@ def _compiled(rules: RuleSet, domain: str | None) -> _Compiled:
             _COMPILED.clear()
         comp = _COMPILED[key] = _compile(rules, key[1])
     return comp
+
+
+def compile_rules(rules: RuleSet, domain: str | None = None) -> None:
+    """Compile ``rules`` (with ``domain``'s site rules) completely now, every phrase regex included, instead
+    of lazily on the first block that needs each one: a process that forks extraction children
+    (``tasks.preload``) does it once, so no child rebuilds them."""
+    comp = _compiled(rules, domain)
+    for matcher in (comp.block_phrases, comp.text_phrases):
+        for ch in matcher.by_char:
+            matcher._combined(ch)
