@@ -413,7 +413,10 @@ def write_config(path: Path, bases: list[str], extra_toml: str = "") -> Path:
 
 
 class RssSampler:
-    """Max over time of the summed RSS of a process and its descendants, sampled every ``interval``."""
+    """Max over time of the summed RSS of a process and its descendants, sampled every ``interval``; also of
+    their summed PSS (proportional set size: a page shared by n processes counts 1/n in each), as the RSS
+    sum counts the forked workers' shared copy-on-write memory (the preloaded extraction stack) once per
+    process."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         import psutil
@@ -422,6 +425,7 @@ class RssSampler:
         self.proc = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
         self.samples = 0
         self.cpu_s = 0.0  # CPU seconds of the tree (user + system; exited children counted at exit)
         self._cpu: dict[int, float] = {}
@@ -436,16 +440,23 @@ class RssSampler:
             procs = [self.proc, *self.proc.children(recursive=True)]
         except ps.Error:
             return
-        total = 0
+        total = pss = 0
         for p in procs:
             try:
                 with p.oneshot():
-                    total += p.memory_info().rss
+                    try:
+                        mem = p.memory_full_info()
+                        pss += getattr(mem, "pss", mem.rss)
+                    except ps.AccessDenied:
+                        mem = p.memory_info()
+                        pss += mem.rss
+                    total += mem.rss
                     ct = p.cpu_times()
                     self._cpu[p.pid] = ct.user + ct.system
             except ps.Error:
                 pass
         self.peak = max(self.peak, total)
+        self.peak_pss = max(self.peak_pss, pss)
         self.samples += 1
 
     def _run(self) -> None:
@@ -541,7 +552,8 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
             proc.returncode = rc = os.waitstatus_to_exitcode(status)
             rss.cpu_s = usage.ru_utime + usage.ru_stime
         wall = time.perf_counter() - t0
-    result = {"wall_s": round(wall, 3), "peak_rss_mb": round(rss.peak / 2**20, 1), "rc": rc,
+    result = {"wall_s": round(wall, 3), "peak_rss_mb": round(rss.peak / 2**20, 1),
+              "peak_pss_mb": round(rss.peak_pss / 2**20, 1), "rc": rc,
               "rss_samples": rss.samples, "cpu_s": round(rss.cpu_s, 2),
               "other_cpu_share": round(rss.other_cpu_share, 3)}
     if rc != 0:
@@ -799,7 +811,8 @@ def _ingest_pair(config: Path, wh: Path, env: dict, work: Path, tag: str, increm
     if first.get("rc") != 0:
         log("newsmill ingest failed:\n" + first.get("error", ""))
         return out
-    log(f"    {_pps(n, first['wall_s'])} pages/s, wall {first['wall_s']} s, peak RSS {first['peak_rss_mb']} MB")
+    log(f"    {_pps(n, first['wall_s'])} pages/s, wall {first['wall_s']} s, peak RSS {first['peak_rss_mb']} MB "
+        f"(PSS {first.get('peak_pss_mb')} MB)")
     if incremental:
         log(f"{tag} newsmill ingest again (unchanged pages) ...")
         second = run_newsmill(config, wh, env, work / f"{re.sub(r'[^a-z0-9]+', '-', tag).strip('-')}-second.log",
@@ -986,6 +999,7 @@ def _ingest_summary(n: int, firsts: list[dict], seconds: list[dict], prefix: str
         s[f"{prefix}wall_s"] = _median([x["wall_s"] for x in firsts])
         s[f"{prefix}pages_per_s"] = _pps(n, s[f"{prefix}wall_s"])
         s[f"{prefix}peak_rss_mb"] = max(x["peak_rss_mb"] for x in firsts)
+        s[f"{prefix}peak_pss_mb"] = max(x.get("peak_pss_mb") or 0 for x in firsts)
         s[f"{prefix}cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in firsts]) / n, 1)
         s[f"other_cpu_share_during_{prefix.rstrip('_')}"] = _median([x.get("other_cpu_share") for x in firsts])
         for part in ("stages_s", "summed_s"):
@@ -1035,6 +1049,7 @@ def summarize(report: dict) -> None:
         s["import_records"] = (imp[0].get("counts") or {}).get("pages_imported")
         s["import_warc_mb"] = imp[0].get("warc_mb")
         s["import_peak_rss_mb"] = max(x["peak_rss_mb"] for x in imp)
+        s["import_peak_pss_mb"] = max(x.get("peak_pss_mb") or 0 for x in imp)
         s["import_stages_s"] = {"outside_flow": _median([x.get("stages_s", {}).get("outside_flow") for x in imp]),
                                 "flow": _median([x.get("flow_wall_s") for x in imp])}
         s["import_timings_s"] = {k: _median([(x.get("counts") or {}).get("timings_s", {}).get(k) for x in imp])
@@ -1074,7 +1089,7 @@ def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
     summed = s.get("summed_s" if prefix == "newsmill_" else f"{prefix}summed_s") or {}
     other = s.get(f"other_cpu_share_during_{prefix.rstrip('_')}")
     print(f"  {label}: {s[f'{prefix}pages_per_s']:>7} pages/s  wall {wall} s  peak RSS "
-          f"{s[f'{prefix}peak_rss_mb']} MB  CPU {s[f'{prefix}cpu_ms_per_page']} ms/page"
+          f"{s[f'{prefix}peak_rss_mb']} MB (PSS {s.get(f'{prefix}peak_pss_mb')} MB)  CPU {s[f'{prefix}cpu_ms_per_page']} ms/page"
           + (f"  (CPU taken by other processes: {other:.0%})" if other is not None else ""))
     print("      critical path (s): " + ", ".join(f"{k} {v} ({v / wall:.0%})" for k, v in stages.items()
                                                  if v is not None))
@@ -1117,7 +1132,7 @@ def print_report(report: dict) -> None:
               + f"; critical path {json.dumps(s.get('temporary_stages_s'))}")
     if "import_wall_s" in s:
         print(f"  import-warc (whole command): {s['import_records']} records, {s['import_warc_mb']} MB, wall "
-              f"{s['import_wall_s']} s, peak RSS {s['import_peak_rss_mb']} MB; outside the flow "
+              f"{s['import_wall_s']} s, peak RSS {s['import_peak_rss_mb']} MB (PSS {s.get('import_peak_pss_mb')} MB); outside the flow "
               f"{s['import_stages_s']['outside_flow']} s, flow {s['import_stages_s']['flow']} s, stages "
               f"{json.dumps(s.get('import_timings_s'))}")
     if "bare_warc_wall_s" in s:
