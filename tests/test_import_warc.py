@@ -44,7 +44,7 @@ def page(url: str, seed: int) -> bytes:
 {paras}</article></body></html>""".encode()
 
 
-def write_warc(path: Path) -> Path:
+def write_warc(path: Path, compress: bool = True) -> Path:
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -57,7 +57,7 @@ def write_warc(path: Path) -> Path:
         w.write_record(rec)
 
     with open(path, "wb") as fh:
-        w = WARCWriter(fh, gzip=True)
+        w = WARCWriter(fh, gzip=compress)
         w.write_record(w.create_warcinfo_record(path.name, {"software": "test"}))
         for i, (url, date) in enumerate(HTML):
             req = w.create_warc_record(url, "request", payload=io.BytesIO(b""), length=0,
@@ -142,6 +142,45 @@ def test_imported_records_are_copied_into_the_warehouse_archive(imported):
         html, _ = decode_record(rec)
         assert "<article>" in html  # the gzip-encoded one is stored decoded and readable
     assert not list(wh.glob("raw/**/*.open"))  # archive files sealed at the end of the run
+
+
+def test_gzip_members_are_copied_verbatim(imported):
+    """A ``.warc.gz`` record with a gzip member of its own is archived as that member, byte for byte (same
+    record, headers and digests; nothing decoded, digested or compressed again)."""
+    wh, src = imported["wh"], imported["warc"].read_bytes()
+    rows = q(wh, "select url, warc_file, warc_offset, warc_length from pages where outcome = 'ok'")
+    assert len(rows) == N_HTML
+    for url, wf, off, length in rows:
+        copy = (wh / wf).read_bytes()[off:off + length]
+        at = src.find(copy)
+        assert at >= 0 and src[at:at + 2] == b"\x1f\x8b"  # the source's own member, whole
+        record = gzip.decompress(copy)
+        assert record.count(b"WARC/1.") == 1 and f"WARC-Target-URI: {url}".encode() in record
+    gz = next(r for r in rows if r[0] == GZIPPED[0])
+    assert b"Content-Encoding: gzip" in gzip.decompress((wh / gz[1]).read_bytes()[gz[2]:gz[2] + gz[3]])
+
+
+def test_uncompressed_warc_records_are_archived_decoded(prefect_api, tmp_path):
+    """An uncompressed ``.warc`` has no members to copy: each record is written anew, gzipped, with the
+    body's Content-Encoding removed (and said so in its headers); reprocess reads it back."""
+    from newsmill.flows.import_warc import import_warc
+    from newsmill.flows.reprocess import reprocess
+    from newsmill.tasks.archive import decode_record, read_record
+
+    plain = write_warc(tmp_path / "sample.warc", compress=False)
+    wh = tmp_path / "wh"
+    counts = import_warc(files=[str(plain)], warehouse=str(wh)).asdict()
+    assert counts["articles_written"] == N_HTML
+    for url, wf, off, length in q(wh, "select url, warc_file, warc_offset, warc_length from pages "
+                                      "where outcome = 'ok'"):
+        member = (wh / wf).read_bytes()[off:off + length]
+        assert member[:2] == b"\x1f\x8b" and member not in plain.read_bytes()
+        rec = read_record(wh, wf, off)
+        assert rec.url == url and "<article>" in decode_record(rec)[0]
+        if url == GZIPPED[0]:
+            assert b"X-Newsmill-Original-Content-Encoding: gzip" in gzip.decompress(member)
+    again = reprocess(warehouse=str(wh), source="warc-import").asdict()
+    assert again["outcomes"] == {"ok": N_HTML} and again["articles_written"] == 0
 
 
 def test_second_import_adds_no_duplicates(imported, prefect_api):

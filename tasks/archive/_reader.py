@@ -156,6 +156,16 @@ class WarcReader:
     def position(self) -> int:
         return self._src.pos
 
+    def member_span(self) -> tuple[int, int] | None:
+        """After :meth:`finish` of a whole record: ``(offset, length)`` of the gzip member that holds it and
+        nothing else (a verbatim copy of those bytes is a valid one-record ``.warc.gz`` member); None for an
+        uncompressed file, a member with more records in it, or a record that was not whole."""
+        item = self._item
+        if (not self.gzip or not self._finished or self._verdict is not None or self._extra_records
+                or item is None or item.problem is not None):
+            return None
+        return item.offset, self._src.pos - item.offset
+
     def finish(self) -> str | None:
         if self._finished:
             return self._verdict

@@ -112,7 +112,16 @@ class WarcArchive:
             warc_headers_dict={"WARC-Date": fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
         raw_writer.write_record(record)
         comp = zlib.compressobj(0 if encoded else 6, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-        member = comp.compress(buf.getvalue()) + comp.flush()
+        return self._append(comp.compress(buf.getvalue()) + comp.flush(), date)
+
+    def append_member(self, member: bytes, fetched_at: datetime) -> tuple[str, int, int]:
+        """Append a gzip member that already holds one whole WARC record (an imported record copied
+        verbatim: no decoding, digesting or compressing again); returns ``(rel_path, offset, length)``."""
+        if fetched_at.tzinfo is None:
+            fetched_at = fetched_at.replace(tzinfo=timezone.utc)
+        return self._append(bytes(member), fetched_at.astimezone(timezone.utc).strftime("%Y-%m-%d"))
+
+    def _append(self, member: bytes, date: str) -> tuple[str, int, int]:
         with self._lock:
             if self._fh is not None and (self._date != date or self._fh.tell() >= self.max_file_bytes):
                 self._seal()
