@@ -1,0 +1,123 @@
+"""Per-page extraction time of this checkout against an earlier commit (issue 12: "within 1.05× of today's"),
+and against ``trafilatura.bare_extraction(with_metadata=True)``, on the AEB pages, same run.
+
+The earlier commit is checked out with ``git worktree`` into a temporary directory; each timing pass runs in
+a fresh process of its own (one system per process: systems sharing a process share the libraries' caches
+and the second one on a page runs partly warm, see ``bench/aeb.py``), warmed on the first page, then CPU
+time over every page. Rounds rotate the order; each system's median pass counts.
+
+Usage::
+
+    .venv/bin/python bench/extract_speed.py [--ref 790aae8] [--rounds 5] [--data DIR] [--limit N]
+
+``--ref`` defaults to 790aae8, the commit issue 12 measured ("today's" extraction). Commits from before the
+package move (``tasks.*`` imports) and after it (``newsmill.tasks.*``) both work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REF = "790aae8"
+
+# one timing pass of ``extract_page`` from the code under ``sys.argv[1]`` (a checkout), printed as JSON
+_PASS = textwrap.dedent('''
+    import importlib, json, sys, time
+    code, bench, data, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    sys.path.insert(0, bench)
+    import aeb
+    pages = aeb.load_pages(aeb.Path(data), limit or None)
+    if code == "bare":
+        run = aeb.bare_metadata_runner()
+    else:
+        sys.path.insert(0, code)
+        pkg = "newsmill.tasks" if aeb.Path(code, "newsmill", "__init__.py").exists() else "tasks"
+        clean = importlib.import_module(pkg + ".clean")
+        config = importlib.import_module(pkg + ".config")
+        extract = importlib.import_module(pkg + ".extract")
+        rules, settings = clean.load_rules(), config.ExtractSettings()
+        assert extract.__file__.startswith(code), extract.__file__
+        run = lambda url, html: extract.extract_page(html, url, rules=rules, settings=settings)
+    run(pages[0][1], pages[0][2])
+    c0 = time.process_time()
+    for _pid, url, html, _truth in pages:
+        run(url, html)
+    print(json.dumps({"pages": len(pages), "cpu_ms": 1000 * (time.process_time() - c0) / len(pages)}))
+''')
+
+
+def _layout(ref_dir: Path, out: Path) -> Path:
+    """A directory from which ``import newsmill`` (or ``tasks``) loads the code of ``ref_dir``: a checkout
+    after the package move maps its top-level folders into ``newsmill`` (pyproject ``package-dir``)."""
+    if not (ref_dir / "newsmill" / "__init__.py").exists():
+        return ref_dir
+    pkg = out / "newsmill"
+    pkg.mkdir(parents=True)
+    for item in (ref_dir / "newsmill").iterdir():
+        (pkg / item.name).symlink_to(item)
+    for sub in ("flows", "tasks", "warehouse", "config"):
+        (pkg / sub).symlink_to(ref_dir / sub)
+    return out
+
+
+def run(ref: str = DEFAULT_REF, rounds: int = 5, data: Path | None = None, limit: int = 0) -> dict:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import aeb
+
+    data = data or aeb.DEFAULT_DATA
+    with tempfile.TemporaryDirectory(prefix="newsmill-speed-") as tmp:
+        ref_dir = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(ref_dir), ref],
+                       check=True, capture_output=True)
+        try:
+            systems = {"head": str(_layout(ROOT, Path(tmp) / "head")), f"ref {ref}": str(_layout(ref_dir, Path(tmp) / "refpkg")),
+                       "bare_extraction+metadata": "bare"}
+            passes: dict[str, list[float]] = {name: [] for name in systems}
+            names = list(systems)
+            for r in range(max(rounds, 1)):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    out = subprocess.run([sys.executable, "-c", _PASS, systems[name], str(ROOT / "bench"), str(data),
+                                          str(limit)], check=True, capture_output=True, text=True, cwd=tmp).stdout
+                    passes[name].append(json.loads(out.strip().splitlines()[-1])["cpu_ms"])
+                    print(f"  round {r + 1} {name}: {passes[name][-1]:.2f} ms/page", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_dir)],
+                           capture_output=True)
+    med = {name: statistics.median(v) for name, v in passes.items()}
+    return {"ref": ref, "rounds": rounds, "cpu_ms_per_page": {k: round(v, 2) for k, v in med.items()},
+            "passes": {k: [round(x, 2) for x in v] for k, v in passes.items()},
+            "head_vs_ref": round(med["head"] / med[f"ref {ref}"], 3),
+            "head_vs_bare": round(med["head"] / med["bare_extraction+metadata"], 3),
+            "ref_vs_bare": round(med[f"ref {ref}"] / med["bare_extraction+metadata"], 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ref", default=DEFAULT_REF, help=f"the earlier commit (default {DEFAULT_REF})")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--data", type=Path, default=None, help="AEB data directory")
+    ap.add_argument("--limit", type=int, default=0, help="first N pages only")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res = run(args.ref, args.rounds, args.data, args.limit)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"extraction CPU per AEB page, median of {res['rounds']} passes each (fresh process per pass):")
+    for name, ms in res["cpu_ms_per_page"].items():
+        print(f"  {name:28} {ms:7.2f} ms/page   passes {res['passes'][name]}")
+    print(f"this checkout / {res['ref']}: {res['head_vs_ref']:.3f}x   this checkout / bare_extraction(with_metadata=True): "
+          f"{res['head_vs_bare']:.3f}x   ({res['ref']} / bare: {res['ref_vs_bare']:.3f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
