@@ -5,6 +5,8 @@ Per page, with ONE parse::
     parse_html ─► text blocks + fingerprints (untouched tree)
                ─► metadata (tasks.metadata) and copyright tree evidence (tasks.copyright), untouched tree
                ─► clean_tree: rules + recurring blocks removed from the same tree (Removal rows)
+               ─► precision-mode repairs on the cleaned tree (standfirst out of the article <header>, empty
+                  markers that would take the following text with them: see _LEAD_MIN_CHARS)
                ─► trafilatura.bare_extraction on the cleaned tree (it deep-copies the element; no re-parse);
                   only when that text is short: a recall pass on the same tree, then the uncleaned tree
                   (re-parsed) — Article.text_path says which produced the text (see _RETRY_MAX_CHARS)
@@ -74,7 +76,27 @@ _NOSCRIPT_TEXT_CHARS = 200  # a <noscript> with more text than this is content (
 _RETRY_MAX_CHARS = 3000
 _RETRY_PAGE_SHARE = 0.3
 _RETRY_ACCEPT_RATIO = 1.5
-_CODE_VERSION = "3.3"  # bump when this module's extraction logic changes meaningfully
+_CODE_VERSION = "3.4"  # bump when this module's extraction logic changes meaningfully
+# Article text trafilatura's precision mode drops for reasons unrelated to boilerplate (issue 12); the
+# cleaned tree is repaired before that pass (_precision_repairs: moves and text-neutral removals, no copy):
+# 1. it deletes every <header> inside the article frame, and with it the standfirst written as a
+#    paragraph under the headline (<header><h1>…</h1><p class="lead">…</p></header>). Paragraphs (and
+#    lead/intro/summary-classed divs) of at least _LEAD_MIN_CHARS in an article's header — a <header> in
+#    an <article> or holding the <h1>, small (_LEAD_HEADER_MAX_CHARS) and not wrapping the article — are
+#    moved to the top of the body (before the first paragraph after the header). Headings stay inside (a
+#    second headline, a dek: not body text in the publishers' own articleBody).
+# 2. it deletes an empty element together with the text that follows it: a WordPress "more" anchor
+#    (<span id="more-123"></span>) eats the paragraph after it, a table-of-contents target
+#    (<h2><span id="…"></span>Heading</h2>) the heading, an empty <strong></strong> left by an editor the
+#    rest of the sentence. Such an element (span/i/b/em/strong, no content, no attribute but an id/name) is
+#    removed with its following text kept. Icon elements (a class, no id: "fa fa-clock") keep the old
+#    behaviour: the label after an icon is mostly interface text.
+# 3. it deletes a short heading that holds a link without text: heading permalinks
+#    (<h2>Title<a class="anchor" href="#title"></a></h2>). Such empty links inside headings are removed.
+_LEAD_MIN_CHARS = 80
+_LEAD_HEADER_MAX_CHARS = 2000
+_LEAD_CLASS = re.compile(r"(?:^|[-_\s])(?:lead|intro|introduction|standfirst|summary|excerpt|dek|deck|subtitle|"
+                         r"teaser|abstract|description)(?:$|[-_\s])", re.I)
 
 logging.getLogger("trafilatura").setLevel(logging.ERROR)  # "discarding data" warnings: we report outcomes
 
@@ -189,6 +211,56 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
     return lines, removals, captured
 
 
+def _precision_repairs(tree) -> None:
+    """Repair the cleaned tree before trafilatura's precision pass (the classes at _LEAD_MIN_CHARS)."""
+    eaters = []
+    for el in tree.iter("h1", "h2", "h3", "h4", "h5", "h6", "span", "i", "b", "em", "strong"):
+        if el.tag[0] == "h":  # 3. an empty link in a heading
+            eaters += [a for a in el.iter("a") if len(a) == 0 and not (a.text or "").strip()]
+        elif len(el) == 0 and el.text is None and el.tail and el.tail.strip() and (
+                not el.attrib or "id" in el.attrib or "name" in el.attrib):  # 2. an empty marker before text
+            eaters.append(el)
+    for el in eaters:
+        if el.getparent() is not None:
+            el.drop_tree()  # lxml.html: the tail (the text after it) stays in the document
+    for header in list(tree.iter("header")):
+        if header.getparent() is None or (
+                next(header.iter("h1"), None) is None and next(header.iterancestors("article"), None) is None):
+            continue
+        if next(header.iter("article", "main"), None) is not None \
+                or len(header.text_content()) > _LEAD_HEADER_MAX_CHARS:
+            continue  # a page header left open around the article, not an article's header
+        leads: list = []
+        for el in header.iter("p", "div"):
+            if el.tag == "div" and not _LEAD_CLASS.search(el.get("class") or ""):
+                continue
+            if any(a in leads for a in el.iterancestors()):
+                continue
+            if len(normalize_text(el.text_content())) >= _LEAD_MIN_CHARS:
+                leads.append(el)
+        if not leads:
+            continue
+        # into the body: before the first paragraph after the header (trafilatura may take the body
+        # container, a sibling of the header, as the article), else right after the header
+        body = next((s for s in header.itersiblings() if s.tag == "p" or next(s.iter("p"), None) is not None),
+                    None)
+        first_p = body if body is None or body.tag == "p" else next(body.iter("p"))
+        anchor = header
+        for el in leads:
+            if el.tail and el.tail.strip():  # text after the lead stays where it was
+                prev, parent = el.getprevious(), el.getparent()
+                if prev is not None:
+                    prev.tail = (prev.tail or "") + el.tail
+                else:
+                    parent.text = (parent.text or "") + el.tail
+            el.tail = None
+            if first_p is not None:
+                first_p.addprevious(el)
+            else:
+                anchor.addnext(el)
+                anchor = el
+
+
 def _trafilatura_text(tree, url: str, **options) -> str:
     doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, with_metadata=False, **options)
     return ((doc.text if doc is not None else None) or "").strip()
@@ -204,6 +276,8 @@ def _extract_text(prep: _Prepared, url: str, *, rules: RuleSet, settings: Extrac
         lines, more, captured = _post_clean(raw, rules, domain, url, title, authors) if raw else ([], [], [])
         return "\n".join(lines), more, captured
 
+    if settings.favor_precision:
+        _precision_repairs(page.tree)
     text, more, captured = passed(_trafilatura_text(page.tree, url, favor_precision=settings.favor_precision))
     path = "cleaned"
     if len(text) < MIN_TEXT_CHARS or (
