@@ -170,7 +170,9 @@ def _lazy_times(page: ParsedPage):
 
 def published_when(page: ParsedPage, site: SiteRule | None = None, _times=None) -> When | None:
     """The published date: site rule -> JSON-LD article node -> published meta tags -> ``<time>`` /
-    ``itemprop=datePublished`` elements -> htmldate on the tree (extensive search, original date)."""
+    ``itemprop=datePublished`` elements -> htmldate on the tree (extensive search, original date).
+    When the article node and the meta tags state different days, the one printed on the page wins
+    (:func:`_printed_choice`)."""
     times = _times or _lazy_times(page)
     if site and site.date_selector:
         w = _when_from_elements(_select(page, site.date_selector))
@@ -181,16 +183,82 @@ def published_when(page: ParsedPage, site: SiteRule | None = None, _times=None) 
         for key in _LD_PUBLISHED:
             w = parse_when(node.get(key))
             if w:
-                return w
+                return _printed_choice(page, w, node, times)
     for key in _PUBLISHED_META:
         for v in _meta(page, key):
             w = parse_when(v)
             if w:
-                return w
+                return _printed_choice(page, w, node, times)
     w = _when_from_elements(times())
     if w:
         return w
     return _htmldate(page, original=True)
+
+
+# Month names (and their first three letters) of the languages most pages are in, for finding a date as
+# printed ("6. November 2023", "November 6, 2023", "6 de noviembre de 2023"); index 0 = January.
+_MONTH_NAMES = (
+    ("january", "januar", "jänner", "janvier", "enero", "gennaio", "janeiro", "januari"),
+    ("february", "februar", "février", "febrero", "febbraio", "fevereiro", "februari"),
+    ("march", "märz", "mars", "marzo", "março", "maart"),
+    ("april", "avril", "abril", "aprile"),
+    ("may", "mai", "mayo", "maggio", "maio", "mei"),
+    ("june", "juni", "juin", "junio", "giugno", "junho"),
+    ("july", "juli", "juillet", "julio", "luglio", "julho"),
+    ("august", "août", "agosto", "augustus"),
+    ("september", "septembre", "septiembre", "settembre", "setembro"),
+    ("october", "oktober", "octobre", "octubre", "ottobre", "outubro"),
+    ("november", "novembre", "noviembre", "novembro"),
+    ("december", "dezember", "décembre", "diciembre", "dicembre", "dezembro"),
+)
+
+
+def _day_printed(day: date, text: str) -> bool:
+    """Whether ``day`` is written in ``text`` (casefolded page text) in a common numeric or month-name
+    form: 06.11.2023, 6.11.23, 2023-11-06, 06/11/2023, 11/06/2023, 6. November 2023, 6 nov. 2023,
+    November 6, 2023, 6 de noviembre de 2023."""
+    d, m, y = day.day, day.month, day.year
+    names = "|".join(sorted({n for full in _MONTH_NAMES[m - 1] for n in (full, full[:3])}, key=len, reverse=True))
+    pattern = (rf"(?<!\d)(?:0?{d}\.\s?0?{m}\.\s?(?:{y}|{y % 100:02d})|{y}-{m:02d}-{d:02d}|0?{d}/0?{m}/{y}|0?{m}/0?{d}/{y}"
+               rf"|0?{d}(?:\.|º|er)?\s*(?:de\s+)?(?:{names})\.?,?\s*(?:de\s+|del\s+)?{y}"
+               rf"|(?<![a-zäöüéû])(?:{names})\.?\s+0?{d}(?:st|nd|rd|th)?,?\s+{y})(?!\d)")
+    return re.search(pattern, text) is not None
+
+
+def _printed_choice(page: ParsedPage, chosen: When, node: dict | None, times) -> When:
+    """``chosen`` (the article node's published value, else the first published meta tag), unless the
+    page's structured published values — the article node's and every published meta tag stated once
+    (a tag repeated is a list of teasers) — fall on different days in the publisher's zone: then the one
+    whose day is printed in the page's text, when exactly one is (a republished or re-dated article
+    keeps one of them in its markup while the page shows the other). Pages whose values agree (nearly
+    all) cost one parse per tag; the page text is read only on the others."""
+    readings = [chosen]
+    if node:
+        for key in _LD_PUBLISHED:
+            w = parse_when(node.get(key))
+            if w:
+                readings.append(w)
+                break
+    for key in _PUBLISHED_META:
+        values = _meta(page, key)
+        if len(values) == 1:
+            w = parse_when(values[0])
+            if w:
+                readings.append(w)
+    if len({w.day for w in readings}) < 2:
+        return chosen
+    days: dict[date, When] = {}
+    for w in readings:
+        days.setdefault(publisher_day(page, w, times), w)
+    if len(days) < 2:
+        return chosen
+    try:
+        text = " ".join(page.tree.xpath("//body//text()[not(ancestor::script) and not(ancestor::style)]"))
+    except Exception:  # noqa: BLE001
+        return chosen
+    text = re.sub(r"\s+", " ", text).casefold()
+    printed = [d for d in days if _day_printed(d, text)]
+    return days[printed[0]] if len(printed) == 1 else chosen
 
 
 def _other_readings(page: ParsedPage, times) -> Iterable[When]:
