@@ -28,6 +28,7 @@ Public API: :func:`extractor_version`, :func:`extract_page`, :func:`extract_batc
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import re
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 
 import trafilatura
 from lxml import etree
+from lxml import html as lxml_html
 
 from newsmill.tasks.clean import (
     Block,
@@ -71,7 +73,9 @@ _BYLINE_FILLER = re.compile(r"\b(by|and|und|y|et|e|with|por|par|von|di|de|the|st
 # the rules left standing). Then a recall pass on the same cleaned tree (trafilatura's balanced mode,
 # which escalates to favor_recall itself) replaces it when _RETRY_ACCEPT_RATIO times longer; if the text
 # is still under MIN_TEXT_CHARS, the uncleaned tree (re-parsed: the cleaning rules removed the article)
-# is extracted. Text-level rules apply on every path; Article.text_path records which one produced it.
+# is extracted; still short, the cleaned tree's largest <article> element alone (a page whose structure
+# hides it from trafilatura). Text-level rules apply on every path; Article.text_path records which one
+# produced it.
 _NOSCRIPT_TEXT_CHARS = 200  # a <noscript> with more text than this is content (blogs, no-JS fallbacks)
 _RETRY_MAX_CHARS = 3000
 _RETRY_PAGE_SHARE = 0.3
@@ -296,6 +300,19 @@ def _extract_text(prep: _Prepared, url: str, *, rules: RuleSet, settings: Extrac
             text3, more3, captured3 = passed(_trafilatura_text(raw_page.tree, url))
             if len(text3) >= MIN_TEXT_CHARS and len(text3) > len(text):
                 path, text, more, captured = "uncleaned", text3, more3, captured3
+    if len(text) < MIN_TEXT_CHARS:
+        article = max(page.tree.iter("article"), key=lambda el: len(el.text_content()), default=None)
+        if article is not None and len(article.text_content()) >= MIN_TEXT_CHARS:
+            # the page's structure hides the article from trafilatura (e.g. a sidebar widget left unclosed
+            # wraps the rest of the page, and a container named "nav…" is discarded with everything in it):
+            # the cleaned tree's <article> element alone, in a document of its own
+            doc = lxml_html.Element("html")
+            body = lxml_html.Element("body")
+            doc.append(body)
+            body.append(copy.deepcopy(article))
+            text4, more4, captured4 = passed(_trafilatura_text(doc, url, favor_precision=settings.favor_precision))
+            if len(text4) >= MIN_TEXT_CHARS:
+                path, text, more, captured = "article", text4, more4, captured4
     return path, text, more, captured
 
 

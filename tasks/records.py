@@ -52,7 +52,7 @@ BOILERPLATE_KINDS = (
 
 COPYRIGHT_SOURCES = ("jsonld", "meta", "rel_license", "body_line", "footer")
 
-TEXT_PATHS = ("cleaned", "recall", "uncleaned")
+TEXT_PATHS = ("cleaned", "recall", "uncleaned", "article")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,8 @@ class Article:
     copyright_source: str | None = None  # one of COPYRIGHT_SOURCES
     syndicated: bool | None = None
     # issue 12: which extraction path produced ``text`` (one of TEXT_PATHS): "cleaned" (the cleaned tree),
-    # "recall" (a recall pass on the cleaned tree), "uncleaned" (the rules removed the article: raw tree)
+    # "recall" (a recall pass on the cleaned tree), "uncleaned" (the rules removed the article: raw tree),
+    # "article" (every path empty: the cleaned tree's <article> element alone)
     text_path: str | None = None
     # issue 12: the calendar date as the publisher printed it, in the publisher's own zone (published_at is
     # the UTC instant; a page dated 2022-11-07T00:30+01:00 has published_date 2022-11-07)

@@ -131,3 +131,34 @@ def test_icon_labels_stay_out(rules):
     assert BODY[3] in text
     assert "Print this article" not in text
     assert "Email this article" not in text
+
+
+def test_article_inside_an_unclosed_sidebar_is_found(rules):
+    """A sidebar <aside> left unclosed wraps the rest of the page, so the article is parsed inside it and
+    trafilatura discards it with the sidebar on every path: the cleaned tree's <article> element alone
+    gives the text (text_path 'article'); the text-level rules still apply."""
+    html = ("<!doctype html><html lang='en'><head><title>New ferry timetable adds an early crossing</title>"
+            "</head><body><div class='wrapper'><aside class='sidebar'><div class='widget'>"
+            "<h3>Topics</h3><ul><li><a href='/transport'>Transport</a></li><li><a href='/council'>Council"
+            "</a></li></ul></div>"  # the sidebar's </aside> is missing
+            "<div class='main-content'><article class='post'><h1>New ferry timetable adds an early crossing</h1>"
+            f"<div class='post-content'>{_body()}<p>Advertisement</p></div></article></div>"
+            "<footer><p>Riverbend Courier</p></footer></div></body></html>")
+    res = extract_page(html, URL, rules=rules, settings=SETTINGS)
+    assert res.outcome == "ok", res.error
+    assert res.article.text_path == "article"
+    for p in BODY:
+        assert p in res.article.text
+    assert "Advertisement" not in res.article.text
+    assert "Transport" not in res.article.text
+
+
+def test_teaser_article_does_not_replace_an_empty_result(rules):
+    """The last fallback needs an <article> with at least MIN_TEXT_CHARS of text: a page of short teaser
+    cards stays no_article."""
+    cards = "".join(f"<article class='card'><h3><a href='/n/{i}'>Ferry news {i}</a></h3></article>"
+                    for i in range(3))
+    html = (f"<!doctype html><html lang='en'><head><title>Ferry</title></head><body><main>{cards}</main>"
+            "</body></html>")
+    res = extract_page(html, URL, rules=rules, settings=SETTINGS)
+    assert res.outcome == "no_article"
