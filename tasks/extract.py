@@ -5,8 +5,9 @@ Per page, with ONE parse::
     parse_html ─► text blocks + fingerprints (untouched tree)
                ─► metadata (tasks.metadata) and copyright tree evidence (tasks.copyright), untouched tree
                ─► clean_tree: rules + recurring blocks removed from the same tree (Removal rows)
-               ─► precision-mode repairs on the cleaned tree (standfirst out of the article <header>, empty
-                  markers that would take the following text with them: see _LEAD_MIN_CHARS)
+               ─► repairs on the cleaned tree: an article body split into same-class containers merged
+                  (every mode); standfirst out of the article <header>, empty markers that would take the
+                  following text with them (precision mode): see _LEAD_MIN_CHARS
                ─► trafilatura.bare_extraction on the cleaned tree (it deep-copies the element; no re-parse);
                   only when that text is short: a recall pass on the same tree, then the uncleaned tree
                   (re-parsed) — Article.text_path says which produced the text (see _RETRY_MAX_CHARS)
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 import trafilatura
 from lxml import etree
 from lxml import html as lxml_html
+from trafilatura.xpaths import BODY_XPATH as _TRAFILATURA_BODY_XPATH
 
 from newsmill.tasks.clean import (
     Block,
@@ -80,7 +82,7 @@ _NOSCRIPT_TEXT_CHARS = 200  # a <noscript> with more text than this is content (
 _RETRY_MAX_CHARS = 3000
 _RETRY_PAGE_SHARE = 0.3
 _RETRY_ACCEPT_RATIO = 1.5
-_CODE_VERSION = "3.4"  # bump when this module's extraction logic changes meaningfully
+_CODE_VERSION = "3.5"  # bump when this module's extraction logic changes meaningfully
 # Article text trafilatura's precision mode drops for reasons unrelated to boilerplate (issue 12); the
 # cleaned tree is repaired before that pass (_precision_repairs: moves and text-neutral removals, no copy):
 # 1. it deletes every <header> inside the article frame, and with it the standfirst written as a
@@ -97,8 +99,10 @@ _CODE_VERSION = "3.4"  # bump when this module's extraction logic changes meanin
 #    behaviour: the label after an icon is mostly interface text.
 # 3. it deletes a short heading that holds a link without text: heading permalinks
 #    (<h2>Title<a class="anchor" href="#title"></a></h2>). Such empty links inside headings are removed.
+# 4. (every mode) an article body split into several containers: _merge_split_body.
 _LEAD_MIN_CHARS = 80
 _LEAD_HEADER_MAX_CHARS = 2000
+_BODY_XPATH = _TRAFILATURA_BODY_XPATH[0]  # the article-body classes and ids trafilatura looks for first
 _LEAD_CLASS = re.compile(r"(?:^|[-_\s])(?:lead|intro|introduction|standfirst|summary|excerpt|dek|deck|subtitle|"
                          r"teaser|abstract|description)(?:$|[-_\s])", re.I)
 
@@ -215,6 +219,54 @@ def _post_clean(text: str, rules: RuleSet, domain: str, url: str, title: str | N
     return lines, removals, captured
 
 
+def _has_twin_containers(tree) -> bool:
+    """Whether two distinct elements of the same tag and class each hold at least two <p> children
+    (one walk over the paragraphs)."""
+    parents: dict[tuple, list] = {}  # (tag, class) -> [[parent, paragraph count], ...]
+    for p in tree.iter("p"):
+        parent = p.getparent()
+        cls = parent.get("class") if parent is not None else None
+        if not cls:
+            continue
+        seen = parents.setdefault((parent.tag, cls), [])
+        for entry in seen:
+            if entry[0] is parent:
+                entry[1] += 1
+                break
+        else:
+            seen.append([parent, 1])
+    return any(sum(1 for _el, n in seen if n >= 2) >= 2 for seen in parents.values())
+
+
+def _merge_split_body(tree) -> None:
+    """4. (every mode) an article body split into several containers of the same class by ad rails or
+    layout grids (<div class="article__body">…</div><aside>ad</aside><div class="article__body">…</div>):
+    trafilatura reads the first container its body XPath finds and loses the rest. Later containers with
+    the same tag and class, each holding at least two paragraphs and not nested in the first, have their
+    content appended to the first, in document order. It stops at a container whose parent also holds a
+    headline outside it (a list of posts, each with its title, is not one article). One XPath per page
+    (trafilatura's own first body expression)."""
+    if not _has_twin_containers(tree):
+        return  # nearly every page: the XPath (~1 ms) runs only when two same-class containers hold text
+    found = [el for el in _BODY_XPATH(tree) if el is not None]
+    if len(found) < 2:
+        return
+    first = found[0]
+    if sum(1 for c in first if c.tag == "p") < 2:
+        return
+    for el in found[1:]:
+        if (el.tag, el.get("class")) != (first.tag, first.get("class")) or sum(1 for c in el if c.tag == "p") < 2:
+            continue
+        if any(a is first for a in el.iterancestors()) or any(a is el for a in first.iterancestors()):
+            continue
+        parent = el.getparent()
+        if parent is not None and any(next((a for a in h.iterancestors() if a is el), None) is None
+                                      for h in parent.iter("h1", "h2", "h3")):
+            break
+        for child in list(el):
+            first.append(child)
+
+
 def _precision_repairs(tree) -> None:
     """Repair the cleaned tree before trafilatura's precision pass (the classes at _LEAD_MIN_CHARS)."""
     eaters = []
@@ -280,6 +332,7 @@ def _extract_text(prep: _Prepared, url: str, *, rules: RuleSet, settings: Extrac
         lines, more, captured = _post_clean(raw, rules, domain, url, title, authors) if raw else ([], [], [])
         return "\n".join(lines), more, captured
 
+    _merge_split_body(page.tree)
     if settings.favor_precision:
         _precision_repairs(page.tree)
     text, more, captured = passed(_trafilatura_text(page.tree, url, favor_precision=settings.favor_precision))

@@ -162,3 +162,40 @@ def test_teaser_article_does_not_replace_an_empty_result(rules):
             "</body></html>")
     res = extract_page(html, URL, rules=rules, settings=SETTINGS)
     assert res.outcome == "no_article"
+
+
+MORE = [
+    "Harbour staff will add a second ticket machine at the town landing before the summer, after queues "
+    "last August stretched back along the quay on market days and some passengers missed their boat.",
+    "The operator also plans to publish live departure times online, so that passengers waiting at the far "
+    "bank can see whether the next crossing is running late before they walk down to the slipway.",
+    "A consultation on winter sailings will open in September, with drop-in sessions at the library and at "
+    "the sailing club, where the operator will show the figures for the first months of the new timetable.",
+]
+
+
+def _split_page(second_parent_extra: str = "") -> str:
+    chunk1 = f"<div class='article__body body-chunk'>{_body()}</div>"
+    chunk2 = f"<div class='article__body body-chunk'>{_body(MORE)}</div>"
+    return ("<!doctype html><html lang='en'><head><title>New ferry timetable adds an early crossing</title>"
+            "</head><body><main><h1>New ferry timetable adds an early crossing</h1>"
+            f"<div class='grid'>{chunk1}<div class='ad-rail'></div></div>"
+            f"<div class='grid'>{second_parent_extra}{chunk2}<div class='ad-rail'></div></div>"
+            "</main><footer><p>Riverbend Courier</p></footer></body></html>")
+
+
+def test_article_body_split_by_ad_rails_is_read_whole(rules):
+    """The body in two containers of the same class (a layout grid with an ad rail beside each):
+    trafilatura read only the first."""
+    text = _text(rules, _split_page())
+    for p in BODY + MORE:
+        assert p in text
+    assert text.index(BODY[-1]) < text.index(MORE[0])
+
+
+def test_list_of_posts_is_not_merged_into_one_article(rules):
+    """Containers of the same class that each sit under their own headline are separate posts (a blog
+    index or a teaser list), not parts of one body."""
+    text = _text(rules, _split_page(second_parent_extra="<h2><a href='/other-post'>Sailing club AGM</a></h2>"))
+    assert BODY[0] in text
+    assert MORE[0] not in text
