@@ -48,15 +48,13 @@ def warm_up() -> None:
         find_date(_PAGE.replace("2026", "2025"), extensive_search=True, original_date=True)
     except Exception:  # noqa: BLE001 - warm caches are an optimisation, never a reason to fail
         pass
-    try:  # htmldate's free-text search: month names of every dateparser locale, dateparser's zone regexes,
-        # and its external parser (dateparser, every locale): the first string that is no date in any
-        # language makes it compile the regexes of all of its locales, ~2.3 s of CPU, once here instead of
-        # once in every extraction child
-        from dateparser.timezone_parser import _tz_regexes
+    try:  # htmldate's free-text search: month names of every dateparser locale, and its external parser
+        # (dateparser, every locale): the first string that is no date in any language makes it compile the
+        # regexes of all of its locales and its time-zone regexes, ~2.3 s of CPU, once here instead of once
+        # in every extraction child
         from htmldate.extractors import get_external_parser, month_words
 
         month_words()
-        _tz_regexes()
         get_external_parser().get_date_data("zq 12 xv 2019")
     except Exception:  # noqa: BLE001 - library internals may move; the warm-up is best effort
         pass
