@@ -348,6 +348,15 @@ def _reader_loop(root, stop: threading.Event, check, errors: list, seen: list):
             errors.append(repr(exc))
 
 
+def _reader_catches_up(seen: list, n: int, timeout: float = 10.0) -> None:
+    """Wait until the reader has taken a sample after the writer's last step (so reads interleave with the
+    writes however busy the machine is: a timing-only interleaving left the reader 3 samples on a loaded
+    machine)."""
+    end = time.monotonic() + timeout
+    while len(seen) <= n and time.monotonic() < end:
+        time.sleep(0.005)
+
+
 def test_concurrent_reader_during_writes_and_compaction(tmp_path):
     wh = Warehouse(tmp_path)
     with wh.writer("r0") as w:
@@ -369,6 +378,7 @@ def test_concurrent_reader_during_writes_and_compaction(tmp_path):
         for b in range(30, 60):
             ids = range(b * 10, b * 10 + 10)
             w.commit_batch(f"b{b}", [page(i, run_id="r1") for i in ids], [art(i) for i in ids], [], {})
+            _reader_catches_up(seen, len(seen))
     stop.set()
     th.join()
     assert not errors, errors[:3]
@@ -382,11 +392,13 @@ def test_concurrent_reader_during_writes_and_compaction(tmp_path):
     th.start()
     files_before = len(parquet_files(tmp_path))
     reports = [compact(tmp_path)]
+    _reader_catches_up(seen, len(seen))
     # more rounds so the reader overlaps swaps
     for r in range(3):
         with wh.writer(f"x{r}") as w:
             w.commit_batch("dup", [], [art(i) for i in range(10)], [], {})  # all duplicates
         reports.append(compact(tmp_path, "pages"))
+        _reader_catches_up(seen, len(seen))
     time.sleep(0.2)
     stop.set()
     th.join()
