@@ -103,16 +103,21 @@ _SELECTOR_KEYS = {"name", "kind", "tokens", "tags", "css", "xpath", "lang"}
 _PHRASE_KEYS = {"name", "kind", "patterns", "max_chars", "lang", "scope"}
 
 
-def _selector(d: dict, default_kind: str | None, where: str, prefix: str = "") -> SelectorRule:
+def _name_and_kind(d, keys: set[str], default_kind: str | None, where: str) -> tuple[str, str]:
+    """A rule table's shape checked (a table, known keys only, a name) and its name and kind."""
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: expected a table")
-    unknown = set(d) - _SELECTOR_KEYS
+    unknown = set(d) - keys
     if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(_SELECTOR_KEYS))})")
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(keys))})")
     name = d.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}.name: required")
-    kind = _check_kind(d.get("kind", default_kind), where)
+    return name, _check_kind(d.get("kind", default_kind), where)
+
+
+def _selector(d: dict, default_kind: str | None, where: str, prefix: str = "") -> SelectorRule:
+    name, kind = _name_and_kind(d, _SELECTOR_KEYS, default_kind, where)
     tokens = _as_tuple(d.get("tokens"), f"{where}.tokens")
     for t in tokens:
         _check_regex(t, f"{where}.tokens")
@@ -137,15 +142,7 @@ def _selector(d: dict, default_kind: str | None, where: str, prefix: str = "") -
 
 
 def _phrase(d: dict, default_kind: str | None, where: str, prefix: str = "") -> PhraseRule:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a table")
-    unknown = set(d) - _PHRASE_KEYS
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(_PHRASE_KEYS))})")
-    name = d.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}.name: required")
-    kind = _check_kind(d.get("kind", default_kind), where)
+    name, kind = _name_and_kind(d, _PHRASE_KEYS, default_kind, where)
     patterns = _as_tuple(d.get("patterns"), f"{where}.patterns")
     if not patterns:
         raise ConfigError(f"{where}.patterns: required")
