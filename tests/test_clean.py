@@ -323,3 +323,34 @@ def test_app_promo_lead_in_and_teaser_labels(rules, line, rule):
     for prose in ("For more than a decade the city has tried to get the app developers to pay taxes.",
                   "For the latest news the mayor said residents should get the county app and turn on alerts."):
         assert clean_lines([prose], rules, "news.example.org")[0] == [prose]
+
+
+def test_phrase_verdicts_follow_rule_order_and_max_chars_at_every_length():
+    """The matcher groups rules by first character and length tier and memoises verdicts; whatever the
+    grouping, a line goes to the first rule (in file order) that matches it whole and admits its length."""
+    import re
+
+    specs = [  # (name, pattern, max_chars): overlapping patterns, limits on both sides of every tier bound
+        ("a.short", r"promo\b.*", 40), ("b.float", r".{0,20}\bpromo\b.*", 80), ("c.mid", r"promo code.*", 170),
+        ("d.float", r"(?=.*\bsave\b).*promo.*", 300), ("e.long", r"promo.*", 450), ("f.any", r".*\bdeal\b.*", 600)]
+    generic = {"t.toml": {"kind": "other", "phrases": [
+        {"name": n, "patterns": [p], "max_chars": m} for n, p, m in specs]}}
+    rules = rules_from_dicts(generic)
+
+    def expected(text):
+        for name, pattern, max_chars in specs:
+            if len(text) <= max_chars and re.fullmatch(rf"[\W_]*(?:{pattern})[\W_]*", text, re.I | re.S):
+                return name
+        return None
+
+    texts = []
+    for head in ("Promo", "promo code", "Our promo", "-- Save on this promo", "Big deal", "A plain line"):
+        for length in (5, 39, 40, 41, 59, 60, 61, 79, 80, 81, 149, 150, 151, 169, 170, 171, 299, 300, 301,
+                       449, 450, 451, 599, 600, 601):
+            texts.append((head + " " + "x" * length)[:max(length, len(head))])
+    assert len({expected(t) for t in texts}) == len(specs) + 1  # every rule wins somewhere, and none
+    for _ in range(2):  # second round: memoised verdicts
+        kept, removals = clean_lines(texts, rules, None)
+        got = {r.text: r.rule for r in removals}
+        assert [got.get(t) for t in texts] == [expected(t) for t in texts]
+        assert kept == [t for t in texts if expected(t) is None]

@@ -85,21 +85,40 @@ _EDGE = r"[\W_]*"
 _LEAD = re.compile(r"[\W_]+")
 
 
+# Length tiers of the combined regexes: a block longer than a tier's lower bound is tried only against the
+# rules whose ``max_chars`` admit it (most rules are for short blocks; article paragraphs are long).
+_TIERS = (60, 150, 300)
+# Verdicts kept per process for blocks up to this length: menus, share bars and labels repeat across pages.
+_MEMO_MAX_CHARS = 300
+_MEMO_MAX_ENTRIES = 50_000
+
+
+def _tier(length: int) -> int:
+    for i, bound in enumerate(_TIERS):
+        if length <= bound:
+            return i
+    return len(_TIERS)
+
+
 @dataclass(slots=True)
 class _PhraseMatcher:
     """Phrase rules compiled for speed: a block is tried only against the patterns that can start with
-    its first word character (plus the few that can start anywhere), in one combined regex per character."""
+    its first word character (plus the few that can start anywhere) and whose rule admits its length
+    tier, in one combined regex per (character, tier). Verdicts on short blocks are memoised."""
 
     rules: tuple[PhraseRule, ...]
     by_char: dict[str, list[tuple[int, str]]]  # first char -> [(rule index, pattern)]
     floating: list[tuple[int, str]]
     max_len: int
-    compiled: dict[str, tuple[re.Pattern | None, tuple]] = field(default_factory=dict)
+    compiled: dict[tuple[str, int], tuple[re.Pattern | None, tuple]] = field(default_factory=dict)
+    memo: dict[str, PhraseRule | None] = field(default_factory=dict)
 
-    def _combined(self, ch: str):
-        hit = self.compiled.get(ch)
+    def _combined(self, ch: str, tier: int = 0):
+        hit = self.compiled.get((ch, tier))
         if hit is None:
-            pats = sorted(self.by_char.get(ch, []) + self.floating)
+            floor = _TIERS[tier - 1] if tier else 0  # blocks of this tier are longer than this
+            pats = sorted((i, p) for i, p in self.by_char.get(ch, []) + self.floating
+                          if self.rules[i].max_chars > floor)
             by_rule: dict[int, list[str]] = {}
             for i, p in pats:
                 by_rule.setdefault(i, []).append(p)
@@ -111,15 +130,28 @@ class _PhraseMatcher:
                     f"(?P<r{i}>{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE})" for i in order),
                     re.I | re.S)
                 hit = (rx, tuple((i, f"{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE}") for i in order))
-            self.compiled[ch] = hit
+            self.compiled[(ch, tier)] = hit
         return hit
 
     def match(self, text: str) -> PhraseRule | None:
         if not self.rules or len(text) > self.max_len:
             return None
+        if len(text) <= _MEMO_MAX_CHARS:
+            memo = self.memo
+            try:
+                return memo[text]
+            except KeyError:
+                pass
+            if len(memo) >= _MEMO_MAX_ENTRIES:
+                memo.clear()
+            rule = memo[text] = self._match(text)
+            return rule
+        return self._match(text)
+
+    def _match(self, text: str) -> PhraseRule | None:
         m0 = _LEAD.match(text)
         first = text[m0.end():m0.end() + 1] if m0 else text[:1]
-        combined, singles = self._combined(first.lower())
+        combined, singles = self._combined(first.lower(), _tier(len(text)))
         if combined is None:
             return None
         m = combined.fullmatch(text)
@@ -239,4 +271,5 @@ def compile_rules(rules: RuleSet, domain: str | None = None) -> None:
     comp = _compiled(rules, domain)
     for matcher in (comp.block_phrases, comp.text_phrases):
         for ch in matcher.by_char:
-            matcher._combined(ch)
+            for tier in range(len(_TIERS) + 1):
+                matcher._combined(ch, tier)
