@@ -332,7 +332,10 @@ def test_phrase_verdicts_follow_rule_order_and_max_chars_at_every_length():
 
     specs = [  # (name, pattern, max_chars): overlapping patterns, limits on both sides of every tier bound
         ("a.short", r"promo\b.*", 40), ("b.float", r".{0,20}\bpromo\b.*", 80), ("c.mid", r"promo code.*", 170),
-        ("d.float", r"(?=.*\bsave\b).*promo.*", 300), ("e.long", r"promo.*", 450), ("f.any", r".*\bdeal\b.*", 600)]
+        ("d.float", r"(?=.*\bsave\b).*promo.*", 300), ("e.long", r"promo.*", 450), ("f.any", r".*\bdeal\b.*", 600),
+        # may start anywhere, tried only on blocks holding "special offer" (its gate); and one for blocks
+        # without a word character
+        ("g.gated", r".{0,30}\bspecial offers?\b.*", 200), ("h.rule", r"[*=~-]{3,}", 40)]
     generic = {"t.toml": {"kind": "other", "phrases": [
         {"name": n, "patterns": [p], "max_chars": m} for n, p, m in specs]}}
     rules = rules_from_dicts(generic)
@@ -344,7 +347,10 @@ def test_phrase_verdicts_follow_rule_order_and_max_chars_at_every_length():
         return None
 
     texts = []
-    for head in ("Promo", "promo code", "Our promo", "-- Save on this promo", "Big deal", "A plain line"):
+    # "\u017f" (long s) and "\u0131" (dotless i) match "s" and "i" under IGNORECASE but lower() keeps them
+    for head in ("Promo", "promo code", "Our promo", "-- Save on this promo", "Big deal", "A plain line",
+                 "Today: SPECIAL Offer", "Today: \u017fpecial offer", "Our spec\u0131al offers", "*** ===",
+                 "Specials offer"):
         for length in (5, 39, 40, 41, 59, 60, 61, 79, 80, 81, 149, 150, 151, 169, 170, 171, 299, 300, 301,
                        449, 450, 451, 599, 600, 601):
             texts.append((head + " " + "x" * length)[:max(length, len(head))])
@@ -354,3 +360,16 @@ def test_phrase_verdicts_follow_rule_order_and_max_chars_at_every_length():
         got = {r.text: r.rule for r in removals}
         assert [got.get(t) for t in texts] == [expected(t) for t in texts]
         assert kept == [t for t in texts if expected(t) is None]
+
+
+def test_case_twins_of_ascii_letters_are_all_known():
+    """Gated phrase patterns compare a block's lower() with ASCII literals; the characters for which that
+    differs from re.IGNORECASE (they match an ASCII letter, their lower() is not it) are listed."""
+    import re
+    import sys
+
+    from newsmill.tasks.clean._compiled import _ASCII_CASE_TWINS
+
+    ascii_i = re.compile(r"[\x00-\x7f]", re.I)
+    twins = {chr(c) for c in range(0x80, sys.maxunicode + 1) if ascii_i.fullmatch(chr(c))}
+    assert twins == set(_ASCII_CASE_TWINS.pattern.strip("[]"))

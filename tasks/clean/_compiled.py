@@ -24,11 +24,48 @@ _TAXONOMY_TOKENS = ("category-", "tag-", "post_tag-", "tax-", "term-")
 # compiled form (per process, cached by rule-set version and site)
 
 
+_WORD = re.compile(r"[^\W_]")  # what _LEAD does not strip: a block is dispatched on its first such character
+_REPEATS = (_C.MAX_REPEAT, _C.MIN_REPEAT, getattr(_C, "POSSESSIVE_REPEAT", _C.MAX_REPEAT))
+
+
+def _unworded(items) -> bool:
+    """Whether the parsed regex ``items`` can only consume characters that :data:`_LEAD` strips (punctuation,
+    spaces, ``_``): then it never decides which word character a block starts with."""
+    for op, av in items:
+        if op is _C.LITERAL:
+            if _WORD.match(chr(av)):
+                return False
+        elif op is _C.IN:
+            for o, a in av:
+                if o is _C.LITERAL:
+                    if _WORD.match(chr(a)):
+                        return False
+                elif o is _C.CATEGORY:
+                    if a not in (_C.CATEGORY_SPACE, _C.CATEGORY_NOT_WORD):
+                        return False
+                else:  # NEGATE, RANGE, ...
+                    return False
+        elif op in _REPEATS:
+            if not _unworded(av[2]):
+                return False
+        elif op is _C.SUBPATTERN:
+            if not _unworded(av[-1]):
+                return False
+        elif op not in (_C.AT, _C.ASSERT, _C.ASSERT_NOT):
+            return False
+    return True
+
+
 def _first_chars(items) -> set[str] | None:
-    """Lower-cased characters a parsed regex can start with; None when unknown (``.``, ``\\w``, ...).
-    Contains "" when the whole sequence can match the empty string."""
+    """Lower-cased word characters a parsed regex can start with, punctuation and spaces before them
+    skipped; None when unknown (``.``, ``\\w``, ...). Contains "" when the whole sequence can match
+    without a word character."""
     out: set[str] = set()
     for op, av in items:
+        if op in (_C.AT, _C.ASSERT, _C.ASSERT_NOT):
+            continue  # zero-width
+        if _unworded([(op, av)]):
+            continue  # consumes only what _LEAD strips
         if op is _C.LITERAL:
             out.add(chr(av).lower())
             return out
@@ -52,12 +89,10 @@ def _first_chars(items) -> set[str] | None:
                 if a is None:
                     return None
                 sub |= a
-        elif op in (_C.MAX_REPEAT, _C.MIN_REPEAT, getattr(_C, "POSSESSIVE_REPEAT", _C.MAX_REPEAT)):
+        elif op in _REPEATS:
             sub = _first_chars(av[2])
             if sub is not None and av[0] == 0:
                 sub = sub | {""}
-        elif op in (_C.AT, _C.ASSERT, _C.ASSERT_NOT):
-            continue  # zero-width
         else:
             return None
         if sub is None:
@@ -71,14 +106,71 @@ def _first_chars(items) -> set[str] | None:
 
 def _dispatch_chars(pattern: str) -> set[str] | None:
     """Word characters a block matched by ``pattern`` must start with (after leading punctuation), or
-    None when the pattern may start anywhere (then it is tried on every block)."""
+    None when the pattern may start anywhere (then it is tried on every block). ``{""}``: the pattern
+    matches only blocks without a word character."""
     try:
-        chars = _first_chars(_sre_parse.parse(pattern, re.I))
+        parsed = _sre_parse.parse(pattern, re.I)
+        chars = _first_chars(parsed)
     except Exception:  # noqa: BLE001 - an unusual construct: just try it everywhere
         return None
+    if chars == {""} and _unworded(parsed):
+        return chars
     if chars is None or "" in chars or any(not (c.isalnum()) for c in chars):
         return None
     return chars
+
+
+# Characters that re.IGNORECASE matches to an ASCII character although their lower() is not it (checked in
+# tests/test_clean.py against every code point): a block holding one is tried against every gated pattern.
+_ASCII_CASE_TWINS = re.compile("[\u0130\u0131\u017f\u212a]")
+_GATE_MIN_CHARS = 3  # shorter literals are found in almost every block: the pattern is tried everywhere
+
+
+def _necessary(items) -> frozenset[str] | None:
+    """Lower-case ASCII strings of which every match of the parsed regex ``items`` contains at least one
+    (ASCII letters compared case-insensitively), the most selective set found; None when none is known."""
+    best: frozenset[str] | None = None
+
+    def consider(cands: frozenset[str] | None) -> None:
+        nonlocal best
+        if cands and (best is None or min(map(len, cands)) > min(map(len, best))):
+            best = cands
+
+    def flush(run: list[str]) -> None:
+        # the ASCII stretches of a literal run are each in every match (non-ASCII case rules differ)
+        pieces = "".join(c if c.isascii() else "\0" for c in run).split("\0")
+        longest = max(pieces, key=len) if pieces else ""
+        if longest:
+            consider(frozenset([longest.lower()]))
+        run.clear()
+
+    run: list[str] = []
+    for op, av in items:
+        if op is _C.LITERAL:
+            run.append(chr(av))
+            continue
+        flush(run)
+        if op is _C.SUBPATTERN:
+            consider(_necessary(av[-1]))
+        elif op is _C.BRANCH:
+            alts = [_necessary(alt) for alt in av[1]]
+            if all(alts):
+                consider(frozenset().union(*alts))
+        elif op in _REPEATS and av[0] >= 1:
+            consider(_necessary(av[2]))
+        elif op is _C.ASSERT:  # a lookahead's or lookbehind's text is in the block too
+            consider(_necessary(av[1]))
+    flush(run)
+    return best
+
+
+def _gate(pattern: str) -> frozenset[str] | None:
+    """The literals one of which a block matched by ``pattern`` holds, when they are selective enough."""
+    try:
+        lits = _necessary(_sre_parse.parse(pattern, re.I))
+    except Exception:  # noqa: BLE001 - an unusual construct: no gate
+        return None
+    return lits if lits and min(map(len, lits)) >= _GATE_MIN_CHARS else None
 
 
 _EDGE = r"[\W_]*"
@@ -102,34 +194,56 @@ def _tier(length: int) -> int:
 
 @dataclass(slots=True)
 class _PhraseMatcher:
-    """Phrase rules compiled for speed: a block is tried only against the patterns that can start with
-    its first word character (plus the few that can start anywhere) and whose rule admits its length
-    tier, in one combined regex per (character, tier). Verdicts on short blocks are memoised."""
+    """Phrase rules compiled for speed. A block is tried only against the patterns that can start with its
+    first word character, whose rule admits its length tier, in one combined regex per (character, tier);
+    plus the patterns that may start anywhere: in that regex when nothing narrows them down, or else one by
+    one, only on blocks holding one of the literals every match of the pattern holds (its gate). The first
+    rule in file order that matches a whole block and admits its length wins. Verdicts on short blocks are
+    memoised."""
 
     rules: tuple[PhraseRule, ...]
     by_char: dict[str, list[tuple[int, str]]]  # first char -> [(rule index, pattern)]
-    floating: list[tuple[int, str]]
+    floating: list[tuple[int, str]]  # may start anywhere, no gate: in every combined regex
+    gated: list[tuple[int, str, frozenset[str]]]  # may start anywhere, tried when a gate literal is present
     max_len: int
     compiled: dict[tuple[str, int], tuple[re.Pattern | None, tuple]] = field(default_factory=dict)
     memo: dict[str, PhraseRule | None] = field(default_factory=dict)
+    gated_rx: list[tuple[int, re.Pattern, frozenset[str]]] = field(default_factory=list)
+
+    def compile_all(self) -> None:
+        for ch in self.by_char:
+            for tier in range(len(_TIERS) + 1):
+                self._combined(ch, tier)
+        self._combined("", 0)
+        self._gated()
+
+    def _gated(self) -> list[tuple[int, re.Pattern, frozenset[str]]]:
+        if len(self.gated_rx) != len(self.gated):
+            self.gated_rx = [(i, re.compile(f"{_EDGE}(?:{p}){_EDGE}", re.I | re.S), lits)
+                             for i, p, lits in sorted(self.gated, key=lambda g: g[0])]
+        return self.gated_rx
 
     def _combined(self, ch: str, tier: int = 0):
         hit = self.compiled.get((ch, tier))
         if hit is None:
             floor = _TIERS[tier - 1] if tier else 0  # blocks of this tier are longer than this
-            pats = sorted((i, p) for i, p in self.by_char.get(ch, []) + self.floating
-                          if self.rules[i].max_chars > floor)
+            def admits(i):
+                return self.rules[i].max_chars > floor
+            pats = sorted((i, p) for i, p in self.by_char.get(ch, []) + self.floating if admits(i))
             by_rule: dict[int, list[str]] = {}
             for i, p in pats:
                 by_rule.setdefault(i, []).append(p)
+            every: dict[int, list[str]] = {}  # for the rare one-by-one pass, the gated patterns too
+            for i, p in sorted(pats + [(i, p) for i, p, _ in self.gated if admits(i)]):
+                every.setdefault(i, []).append(p)
+            singles = tuple((i, f"{_EDGE}(?:{'|'.join(f'(?:{p})' for p in every[i])}){_EDGE}") for i in every)
             if not by_rule:
-                hit = (None, ())
+                hit = (None, singles)
             else:
-                order = tuple(by_rule)
                 rx = re.compile("|".join(
-                    f"(?P<r{i}>{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE})" for i in order),
+                    f"(?P<r{i}>{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE})" for i in by_rule),
                     re.I | re.S)
-                hit = (rx, tuple((i, f"{_EDGE}(?:{'|'.join(f'(?:{p})' for p in by_rule[i])}){_EDGE}") for i in order))
+                hit = (rx, singles)
             self.compiled[(ch, tier)] = hit
         return hit
 
@@ -149,24 +263,34 @@ class _PhraseMatcher:
         return self._match(text)
 
     def _match(self, text: str) -> PhraseRule | None:
+        n = len(text)
         m0 = _LEAD.match(text)
         first = text[m0.end():m0.end() + 1] if m0 else text[:1]
-        combined, singles = self._combined(first.lower(), _tier(len(text)))
-        if combined is None:
+        combined, singles = self._combined(first.lower(), _tier(n))
+        found = None  # index of the first rule of the combined regex matching the block
+        if combined is not None:
+            m = combined.fullmatch(text)
+            if m is not None:
+                for key, val in m.groupdict().items():
+                    if val is not None:
+                        found = int(key[1:])
+                        break
+        if self.gated:
+            low = None if _ASCII_CASE_TWINS.search(text) else text.lower()
+            for i, rx, lits in self._gated():
+                if found is not None and i >= found:
+                    break
+                if n <= self.rules[i].max_chars and (low is None or any(lit in low for lit in lits)) \
+                        and rx.fullmatch(text):
+                    return self.rules[i]
+        if found is None:
             return None
-        m = combined.fullmatch(text)
-        if m is None:
-            return None
-        for key, val in m.groupdict().items():
-            if val is not None:
-                rule = self.rules[int(key[1:])]
-                if len(text) <= rule.max_chars:
-                    return rule
-                break
-        # the first alternative matched but the block is too long for it: try the rules one by one
+        if n <= self.rules[found].max_chars:
+            return self.rules[found]
+        # the first matching rule does not admit a block this long: try the rules one by one
         for i, pattern in singles:  # rare: compiled on demand (re caches them)
             rule = self.rules[i]
-            if len(text) <= rule.max_chars and re.fullmatch(pattern, text, re.I | re.S):
+            if n <= rule.max_chars and re.fullmatch(pattern, text, re.I | re.S):
                 return rule
         return None
 
@@ -174,15 +298,18 @@ class _PhraseMatcher:
 def _phrase_matcher(rules: list[PhraseRule]) -> _PhraseMatcher:
     by_char: dict[str, list[tuple[int, str]]] = {}
     floating: list[tuple[int, str]] = []
+    gated: list[tuple[int, str, frozenset[str]]] = []
     for i, r in enumerate(rules):
         for p in r.patterns:
             chars = _dispatch_chars(p)
-            if chars is None:
-                floating.append((i, p))
-            else:
+            if chars is not None:
                 for c in chars:
                     by_char.setdefault(c, []).append((i, p))
-    return _PhraseMatcher(tuple(rules), by_char, floating, max((r.max_chars for r in rules), default=0))
+            elif (lits := _gate(p)) is not None:
+                gated.append((i, p, lits))
+            else:
+                floating.append((i, p))
+    return _PhraseMatcher(tuple(rules), by_char, floating, gated, max((r.max_chars for r in rules), default=0))
 
 
 @dataclass(slots=True)
@@ -270,6 +397,4 @@ def compile_rules(rules: RuleSet, domain: str | None = None) -> None:
     (``tasks.preload``) does it once, so no child rebuilds them."""
     comp = _compiled(rules, domain)
     for matcher in (comp.block_phrases, comp.text_phrases):
-        for ch in matcher.by_char:
-            for tier in range(len(_TIERS) + 1):
-                matcher._combined(ch, tier)
+        matcher.compile_all()
