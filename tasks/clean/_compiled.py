@@ -312,6 +312,9 @@ def _phrase_matcher(rules: list[PhraseRule]) -> _PhraseMatcher:
     return _PhraseMatcher(tuple(rules), by_char, floating, gated, max((r.max_chars for r in rules), default=0))
 
 
+_UNSEEN = object()
+
+
 @dataclass(slots=True)
 class _Compiled:
     token_rules: tuple[SelectorRule, ...]
@@ -322,6 +325,7 @@ class _Compiled:
     text_phrases: _PhraseMatcher
     element_xpath: etree.XPath | None = None  # elements with a class/id, plus the tag-rule tags
     token_cache: dict = field(default_factory=dict)  # class token / id -> rule (tokens repeat a lot)
+    class_cache: dict = field(default_factory=dict)  # class attribute -> rule of its first ruled token
 
     def _token(self, tok: str) -> SelectorRule | None:
         cache = self.token_cache
@@ -344,10 +348,19 @@ class _Compiled:
             return None
         cls = el.get("class")
         if cls:
-            for tok in cls.split():
-                rule = self._token(tok)
-                if rule is not None:
-                    return rule
+            cache = self.class_cache  # whole class attributes repeat even more than their tokens
+            rule = cache.get(cls, _UNSEEN)
+            if rule is _UNSEEN:
+                rule = None
+                for tok in cls.split():
+                    rule = self._token(tok)
+                    if rule is not None:
+                        break
+                if len(cache) > 50_000:
+                    cache.clear()
+                cache[cls] = rule
+            if rule is not None:
+                return rule
         ident = el.get("id")
         if ident:
             return self._token(ident.strip())
