@@ -1,0 +1,169 @@
+"""The end of a run and of the ``newsmill`` process (issue 14: an all-304 rerun paid ~1 s here).
+
+* A flow run keeps its Prefect heartbeats, but its teardown does not join the heartbeat thread (Prefect
+  3.9's sync engine did, while that thread sleeps in 1 s steps).
+* The ``newsmill`` process ends right after its last exit handler (Prefect's log and event drains,
+  logging, the writer lock) instead of tearing the interpreter down; the exit code and the output are
+  those of the command, and nothing the run sent to the API is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from faultserver import FaultServer, respond
+
+NEWSMILL = str(Path(sys.executable).with_name("newsmill"))
+
+EMPTY_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>The Valley Courier</title><link>http://127.0.0.2/</link>
+<description>Local news</description></channel></rss>"""
+
+
+def _api(prefect_api, method: str, path: str, **kw):
+    for attempt in range(6):  # a busy SQLite-backed server answers 503; retry like Prefect's client
+        r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
+        if r.status_code not in (429, 503):
+            break
+        time.sleep(0.5 * 2 ** attempt)
+    r.raise_for_status()
+    return r.json() if r.content else None
+
+
+def _wait(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _heartbeats(prefect_api, run_id: str) -> list[dict]:
+    page = _api(prefect_api, "POST", "/events/filter",
+                json={"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                                 "resource": {"id": [f"prefect.flow-run.{run_id}"]}}, "limit": 10})
+    return page["events"]
+
+
+def test_flow_run_teardown_does_not_join_the_heartbeat_thread(prefect_api, monkeypatch):
+    import newsmill.flows.engine  # noqa: F401  (every newsmill flow module imports it)
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    started: list[threading.Thread] = []
+    joined: list[threading.Thread] = []
+    real_start, real_join = threading.Thread.start, threading.Thread.join
+
+    def start(self):
+        target = getattr(self, "_args", None) or ()
+        if target and getattr(target[0], "__name__", "") == "heartbeat_loop":
+            started.append(self)
+        return real_start(self)
+
+    def join(self, timeout=None):
+        if self in started:
+            joined.append(self)
+        return real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    monkeypatch.setattr(threading.Thread, "join", join)
+
+    @flow
+    def short_run() -> str:
+        return str(flow_run.get_id())
+
+    run_id = short_run()
+    assert len(started) == 1, "the flow run has its heartbeat thread"
+    assert joined == [], "the end of the run waited for the heartbeat thread"
+    started[0].join(5)  # it sees the stop flag within its 1 s sleep and ends by itself
+    assert not started[0].is_alive()
+    # the heartbeat still reaches the API (zombie detection is unchanged)
+    _wait(lambda: _heartbeats(prefect_api, run_id), 30, "the run's heartbeat event")
+
+
+_TEARDOWN_PROBE = """
+import sys
+
+class Probe:
+    def __del__(self):
+        sys.stderr.write("interpreter teardown\\n")
+
+probe = Probe()  # collected when the interpreter tears its modules down
+from newsmill.cli import main
+sys.exit(main())
+"""
+
+
+def test_the_process_ends_after_the_command_without_interpreter_teardown(tmp_path):
+    rows = 30_000
+    p = subprocess.run([sys.executable, "-c", _TEARDOWN_PROBE, "sql", "--warehouse", str(tmp_path), "--format",
+                        "csv", f"select range as n from range({rows})"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert lines[0] == "n" and lines[-1] == str(rows - 1) and len(lines) == rows + 1  # all output flushed
+    assert "interpreter teardown" not in p.stderr
+    # an error a user can fix: its one line and its exit code, by the same way out
+    p = subprocess.run([sys.executable, "-c", _TEARDOWN_PROBE, "sql", "--warehouse", str(tmp_path), "drop table x"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith("newsmill: error: ") and "Traceback" not in p.stderr
+    assert "interpreter teardown" not in p.stderr
+
+
+def test_main_called_with_arguments_leaves_the_process_alone(tmp_path):
+    """``main(argv)`` from Python (a test, a script) returns and the caller's process ends normally."""
+    code = _TEARDOWN_PROBE.replace("sys.exit(main())", "rc = main(sys.argv[1:])\nprint('after', rc)\nsys.exit(7)")
+    p = subprocess.run([sys.executable, "-c", code, "sql", "--warehouse", str(tmp_path), "select 1"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 7 and "after 0" in p.stdout
+    assert "interpreter teardown" in p.stderr
+
+
+def test_cli_run_reaches_the_api_in_full(prefect_api, tmp_path):
+    """A hand-typed ingest ends without the interpreter teardown, yet its last log lines (the engine's
+    'Finished in state Completed()', sent while the run ends) and its heartbeat reach the API."""
+    from newsmill.warehouse.catalog import connect
+
+    wh = tmp_path / "wh"
+    with FaultServer() as server:
+        server.route("/feed.xml", respond(EMPTY_FEED, ctype="application/rss+xml"))
+        cfg = tmp_path / "sources.toml"
+        cfg.write_text(f"""
+[fetch]
+allow_networks = ["127.0.0.0/8"]
+per_host_delay_s = 0.0
+respect_robots = false
+
+[[sources]]
+name = "valley"
+feeds = ["{server.url('/feed.xml')}"]
+""")
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}, **prefect_api["env"]}
+        env.pop("PREFECT_LOGGING_LEVEL", None)
+        p = subprocess.run([NEWSMILL, "ingest", "--config", str(cfg), "--warehouse", str(wh)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "run finished in" in p.stdout
+    con = connect(wh)
+    try:
+        run_id = con.execute("SELECT run_id FROM runs WHERE flow = 'ingest'").fetchone()[0]
+    finally:
+        con.close()
+    assert _api(prefect_api, "GET", f"/flow_runs/{run_id}")["state"]["type"] == "COMPLETED"
+
+    def finished():
+        logs = _api(prefect_api, "POST", "/logs/filter",
+                    json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return any(x["message"].startswith("Finished in state Completed") for x in logs)
+
+    _wait(finished, 30, "the run's last log line")
+    _wait(lambda: _heartbeats(prefect_api, run_id), 30, "the run's heartbeat event")
