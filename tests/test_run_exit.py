@@ -1,4 +1,7 @@
-"""The end of a run and of the ``newsmill`` process (issue 14: an all-304 rerun paid ~1 s here).
+"""An all-304 rerun from the command line (issue 14): no extraction process, and the end of a run and of
+the ``newsmill`` process (the rerun paid ~1 s there).
+
+* A rerun whose pages all answer 304 starts no extraction forkserver or worker (nothing to extract).
 
 * A flow run keeps its Prefect heartbeats, but its teardown does not join the heartbeat thread (Prefect
   3.9's sync engine did, while that thread sleeps in 1 s steps).
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from faultserver import FaultServer, respond
 
@@ -167,3 +171,68 @@ feeds = ["{server.url('/feed.xml')}"]
 
     _wait(finished, 30, "the run's last log line")
     _wait(lambda: _heartbeats(prefect_api, run_id), 30, "the run's heartbeat event")
+
+
+def _article(i: int) -> bytes:
+    paras = "".join(f"<p>Paragraph {k} of story {i}: the council met on Tuesday to discuss the new bridge, "
+                    f"the budget and the schedule for the works along the river.</p>" for k in range(8))
+    return (f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>{paras}"
+            f"</article></body></html>").encode()
+
+
+def _conditional(body: bytes, etag: str):
+    def _r(h):
+        if h.headers.get("If-None-Match") == etag:
+            h.send(304, b"", {"ETag": etag})
+        else:
+            h.send(200, body, {"Content-Type": "text/html; charset=utf-8", "ETag": etag})
+    return _r
+
+
+def _descendants_while_running(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``cmd``; the command lines of every process that descended from it while it ran (polled)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: set[str] = set()
+    run = psutil.Process(p.pid)
+    while p.poll() is None:
+        try:
+            for c in run.children(recursive=True):
+                try:
+                    seen.add(" ".join(c.cmdline()))
+                except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                    pass
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    out, err = p.communicate(timeout=300)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err), seen
+
+
+def test_all_304_rerun_starts_no_extraction_process(prefect_api, tmp_path):
+    """The first run extracts (its forkserver and workers are seen); the rerun gets only 304s and starts
+    no process at all, so it pays neither the forkserver's preload nor the workers' start."""
+    from newsmill.warehouse.catalog import connect
+
+    with FaultServer("127.0.0.2") as site:
+        urls = []
+        for i in range(3):
+            urls.append(site.route(f"/news/{i}", _conditional(_article(i), f'"v1-{i}"')))
+        cfg = tmp_path / "site.toml"
+        cfg.write_text('[fetch]\nper_host_delay_s = 0\nallow_networks = ["127.0.0.2/32"]\nrespect_robots = false\n'
+                       '[extract]\nworkers = 2\n[[sources]]\nname = "gazette"\nurls = ['
+                       + ", ".join(f'"{u}"' for u in urls) + ']\n')
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}, **prefect_api["env"]}
+        cmd = [NEWSMILL, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh"), "--quiet"]
+        first, first_procs = _descendants_while_running(cmd, env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert any("forkserver" in c for c in first_procs), first_procs  # the probe sees the pool
+        second, second_procs = _descendants_while_running(cmd, env)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert second_procs == set()
+    con = connect(tmp_path / "wh")
+    try:
+        outcomes = con.execute("SELECT r.flow, p.outcome, count(*) FROM pages p JOIN runs r USING (run_id) "
+                               "WHERE p.kind = 'article' GROUP BY ALL ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    assert [o[1:] for o in outcomes] == [("not_modified", 3), ("ok", 3)]
