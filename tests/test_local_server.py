@@ -150,6 +150,29 @@ def test_a_killed_server_is_recovered_and_a_reused_pid_is_not_mistaken_for_it(sh
     assert not shell["state"].exists()
 
 
+def test_health_probe_answers_only_for_a_server_that_says_ok():
+    """The probe every command makes of the recorded server (a plain-HTTP request, no TLS context): 200
+    is healthy; an error status, a server that does not answer in time, or no server is not."""
+    from faultserver import FaultServer, respond, stall
+
+    from newsmill.flows.local_server import _healthy
+
+    with FaultServer("127.0.0.2") as srv:
+        srv.route("/ok/api/health", respond('"ok"', ctype="application/json"))
+        srv.route("/busy/api/health", respond("busy", status=503, ctype="text/plain"))
+        srv.route("/hung/api/health", stall(5))
+        assert _healthy(srv.url("/ok/api"))
+        assert [r.path for r in srv.requests()] == ["/ok/api/health"]
+        assert not _healthy(srv.url("/busy/api"))
+        t = time.monotonic()
+        assert not _healthy(srv.url("/hung/api"), timeout=0.5)
+        assert time.monotonic() - t < 4
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        port = s.getsockname()[1]  # bound, not listening: the connection is refused
+        assert not _healthy(f"http://127.0.0.2:{port}/api")
+
+
 def test_an_explicit_prefect_api_url_wins(shell, prefect_api, tmp_path):
     nm(shell, "server", "stop")
     env = {**shell["env"], "PREFECT_API_URL": prefect_api["url"]}
