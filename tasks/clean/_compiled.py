@@ -208,7 +208,7 @@ class _PhraseMatcher:
     max_len: int
     compiled: dict[tuple[str, int], tuple[re.Pattern | None, tuple]] = field(default_factory=dict)
     memo: dict[str, PhraseRule | None] = field(default_factory=dict)
-    gated_rx: list[tuple[int, re.Pattern, frozenset[str]]] = field(default_factory=list)
+    gated_rx: list[tuple[int, re.Pattern, tuple[str, ...], int]] = field(default_factory=list)
 
     def compile_all(self) -> None:
         for ch in self.by_char:
@@ -217,10 +217,10 @@ class _PhraseMatcher:
         self._combined("", 0)
         self._gated()
 
-    def _gated(self) -> list[tuple[int, re.Pattern, frozenset[str]]]:
+    def _gated(self) -> list[tuple[int, re.Pattern, tuple[str, ...], int]]:
         if len(self.gated_rx) != len(self.gated):
-            self.gated_rx = [(i, re.compile(f"{_EDGE}(?:{p}){_EDGE}", re.I | re.S), lits)
-                             for i, p, lits in sorted(self.gated, key=lambda g: g[0])]
+            self.gated_rx = [(i, re.compile(f"{_EDGE}(?:{p}){_EDGE}", re.I | re.S), tuple(sorted(lits)),
+                              self.rules[i].max_chars) for i, p, lits in sorted(self.gated, key=lambda g: g[0])]
         return self.gated_rx
 
     def _combined(self, ch: str, tier: int = 0):
@@ -277,11 +277,18 @@ class _PhraseMatcher:
                         break
         if self.gated:
             low = None if _ASCII_CASE_TWINS.search(text) else text.lower()
-            for i, rx, lits in self._gated():
+            for i, rx, lits, max_chars in self._gated():
                 if found is not None and i >= found:
                     break
-                if n <= self.rules[i].max_chars and (low is None or any(lit in low for lit in lits)) \
-                        and rx.fullmatch(text):
+                if n > max_chars:
+                    continue
+                if low is not None:
+                    for lit in lits:
+                        if lit in low:
+                            break
+                    else:
+                        continue
+                if rx.fullmatch(text):
                     return self.rules[i]
         if found is None:
             return None
