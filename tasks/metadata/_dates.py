@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -51,6 +52,17 @@ def parse_when(value: Any) -> When | None:
     """:class:`When` from an ISO-8601 / RFC-2822 / common date string, a datetime or an epoch number;
     None when it does not parse or needs guessing (a bare year, a month without a day, a time without a
     date). ``dd.mm.yyyy`` and ``dd-mm-yyyy`` are day first (no locale writes month first with those)."""
+    if isinstance(value, str):  # a page's date strings are read by several rules: each parsed once
+        return _parse_when_text(value)
+    return _parse_when(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_when_text(value: str) -> When | None:
+    return _parse_when(value)
+
+
+def _parse_when(value: Any) -> When | None:
     from dateutil import parser as du
 
     if isinstance(value, datetime):
