@@ -10,7 +10,7 @@ page), then CPU time over every AEB page. Rounds rotate the order; each system's
 
 Usage::
 
-    .venv/bin/python bench/extract_speed.py [--ref 790aae8] [--rounds 5] [--data DIR] [--limit N]
+    .venv/bin/python bench/extract_speed.py [--ref 790aae8] [--rounds 5] [--together] [--data DIR] [--limit N]
 
 ``--ref`` defaults to 790aae8, the commit issue 12 measured ("today's" extraction). Commits from before the
 package move (``tasks.*`` imports) and after it (``newsmill.tasks.*``) both work.
@@ -77,7 +77,8 @@ def _layout(ref_dir: Path, out: Path) -> Path:
     return out
 
 
-def run(ref: str = DEFAULT_REF, rounds: int = 5, data: Path | None = None, limit: int = 0, warmup: int = 100) -> dict:
+def run(ref: str = DEFAULT_REF, rounds: int = 5, data: Path | None = None, limit: int = 0, warmup: int = 100,
+        together: bool = False) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     import aeb
 
@@ -91,17 +92,34 @@ def run(ref: str = DEFAULT_REF, rounds: int = 5, data: Path | None = None, limit
                        "bare_extraction+metadata": "bare"}
             passes: dict[str, list[float]] = {name: [] for name in systems}
             names = list(systems)
+            def start(name):
+                return subprocess.Popen([sys.executable, "-c", _PASS, systems[name], str(ROOT / "bench"), str(data),
+                                         str(limit), str(warmup)], stdout=subprocess.PIPE, text=True, cwd=tmp)
+
+            def finish(name, proc, r):
+                out, _ = proc.communicate()
+                if proc.returncode:
+                    raise SystemExit(f"extract_speed: the {name} pass failed (exit {proc.returncode})")
+                passes[name].append(json.loads(out.strip().splitlines()[-1])["cpu_ms"])
+                print(f"  round {r + 1} {name}: {passes[name][-1]:.2f} ms/page", file=sys.stderr)
+
             for r in range(max(rounds, 1)):
-                for name in names[r % len(names):] + names[:r % len(names)]:
-                    out = subprocess.run([sys.executable, "-c", _PASS, systems[name], str(ROOT / "bench"), str(data),
-                                          str(limit), str(warmup)], check=True, capture_output=True, text=True, cwd=tmp).stdout
-                    passes[name].append(json.loads(out.strip().splitlines()[-1])["cpu_ms"])
-                    print(f"  round {r + 1} {name}: {passes[name][-1]:.2f} ms/page", file=sys.stderr)
+                order = names[r % len(names):] + names[:r % len(names)]
+                if together:  # the round's passes side by side: a load that comes and goes hits all of them
+                    procs = [(name, start(name)) for name in order]
+                    for name, proc in procs:
+                        finish(name, proc, r)
+                else:
+                    for name in order:
+                        finish(name, start(name), r)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_dir)],
                            capture_output=True)
     med = {name: statistics.median(v) for name, v in passes.items()}
-    return {"ref": ref, "rounds": rounds, "cpu_ms_per_page": {k: round(v, 2) for k, v in med.items()},
+    paired = statistics.median(h / x for h, x in zip(passes["head"], passes[f"ref {ref}"]))
+    return {"ref": ref, "rounds": rounds, "together": together,
+            "cpu_ms_per_page": {k: round(v, 2) for k, v in med.items()},
+            "head_vs_ref_per_round_median": round(paired, 3),
             "passes": {k: [round(x, 2) for x in v] for k, v in passes.items()},
             "head_vs_ref": round(med["head"] / med[f"ref {ref}"], 3),
             "head_vs_bare": round(med["head"] / med["bare_extraction+metadata"], 3),
@@ -116,17 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N pages only")
     ap.add_argument("--warmup", type=int, default=100,
                     help="pages of ../shared/benchmarks/trafilatura-eval run first in every pass, untimed (0: none)")
+    ap.add_argument("--together", action="store_true",
+                    help="run each round's passes at the same time (one per core and more: on a machine with other "
+                         "load, every system sees the same load; the per-round ratio is then the figure to read)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    res = run(args.ref, args.rounds, args.data, args.limit, args.warmup)
+    res = run(args.ref, args.rounds, args.data, args.limit, args.warmup, args.together)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"extraction CPU per AEB page, median of {res['rounds']} passes each (fresh process per pass):")
+    print(f"extraction CPU per AEB page, median of {res['rounds']} passes each (fresh process per pass"
+          f"{', the passes of a round at the same time' if res['together'] else ''}):")
     for name, ms in res["cpu_ms_per_page"].items():
         print(f"  {name:28} {ms:7.2f} ms/page   passes {res['passes'][name]}")
     print(f"this checkout / {res['ref']}: {res['head_vs_ref']:.3f}x   this checkout / bare_extraction(with_metadata=True): "
           f"{res['head_vs_bare']:.3f}x   ({res['ref']} / bare: {res['ref_vs_bare']:.3f}x)")
+    print(f"this checkout / {res['ref']}, median of the per-round ratios: {res['head_vs_ref_per_round_median']:.3f}x")
     return 0
 
 
