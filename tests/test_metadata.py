@@ -425,3 +425,18 @@ def test_utc_midnight_of_a_central_european_date_only_value():
     assert extract_metadata(page(head=head, lang="en")).published_date == date(2022, 11, 6)
     head = '<meta property="article:published_time" content="2022-11-06T23:10:00.000Z">'
     assert extract_metadata(page(head=head, lang="de")).published_date == date(2022, 11, 6)
+
+
+def test_rel_links_read_downstream_are_resolved_against_base():
+    from newsmill.tasks.parse import READ_RELS
+
+    page = parse_html(
+        '<html><head><base href="https://cdn.example.org/news/"><link rel="stylesheet" href="a.css">'
+        '<link rel="Canonical" href="../2024/story"><link rel="preload icon" href="i.png"></head><body>'
+        '<p>Text <a rel="nofollow License" href=" /licenses/by/4.0/ ">CC BY</a> <a rel="tag" href="t">t</a>'
+        '<a href="plain">x</a><a rel="image_src" href="img.jpg">i</a></p></body></html>',
+        "https://www.example.org/2024/05/story")
+    assert page.links == {"canonical": ["https://cdn.example.org/2024/story"],
+                          "license": ["https://cdn.example.org/licenses/by/4.0/"],
+                          "image_src": ["https://cdn.example.org/news/img.jpg"]}
+    assert set(page.links) <= READ_RELS
