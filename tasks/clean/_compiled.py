@@ -182,7 +182,7 @@ _LEAD = re.compile(r"[\W_]+")
 _TIERS = (60, 150, 300)
 # Verdicts kept per process for blocks up to this length: menus, share bars and labels repeat across pages.
 _MEMO_MAX_CHARS = 300
-_MEMO_MAX_ENTRIES = 50_000
+_MEMO_MAX_ENTRIES = 20_000  # ~4 MB per matcher at most (two per compiled rule set)
 
 
 def _tier(length: int) -> int:
