@@ -19,11 +19,11 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from faultserver import FaultServer
 from browser import Page, chromium
+from prefect_rest import api as _api, wait_for as _wait
 
 OUTPUT = Path(__file__).resolve().parent / "output"  # screenshots: a CI artifact of the test run (git-ignored)
 
@@ -106,29 +106,9 @@ feeds = ["{feed}"]
     return cfg
 
 
-def _api(prefect_api, method: str, path: str, **kw):
-    for attempt in range(6):
-        r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
-        if r.status_code not in (429, 503):
-            break
-        time.sleep(0.5 * 2 ** attempt)
-    r.raise_for_status()
-    return r.json() if r.content else None
-
-
 def _logs(prefect_api, flow_run_id: str) -> list[dict]:
     return _api(prefect_api, "POST", "/logs/filter",
                 json={"logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": 20}}, "limit": 200})
-
-
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def _cli_env(prefect_api) -> dict:

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from newsmill.flows.ingest import batch_bounds
@@ -28,32 +27,12 @@ from newsmill.flows.ingest import batch_bounds
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.orchestration import LoopbackSite, write_config  # noqa: E402
+from prefect_rest import api as _api, wait_for as _wait
 
 pytestmark = pytest.mark.slow
 
 N_PAGES = 20
 BATCH = 5
-
-
-def _api(prefect_api, method, path, **kw):
-    for attempt in range(6):  # a busy SQLite-backed server answers 503; retry like Prefect's client
-        r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
-        if r.status_code not in (429, 503):
-            break
-        time.sleep(0.5 * 2 ** attempt)
-    r.raise_for_status()
-    return r.json() if r.content else None
-
-
-def _wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
 
 
 def _state(prefect_api, run_id):

@@ -19,36 +19,16 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from faultserver import FaultServer, respond
+from prefect_rest import api as _api, wait_for as _wait
 
 NEWSMILL = str(Path(sys.executable).with_name("newsmill"))
 
 EMPTY_FEED = """<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel><title>The Valley Courier</title><link>http://127.0.0.2/</link>
 <description>Local news</description></channel></rss>"""
-
-
-def _api(prefect_api, method: str, path: str, **kw):
-    for attempt in range(6):  # a busy SQLite-backed server answers 503; retry like Prefect's client
-        r = httpx.request(method, prefect_api["url"] + path, timeout=30, **kw)
-        if r.status_code not in (429, 503):
-            break
-        time.sleep(0.5 * 2 ** attempt)
-    r.raise_for_status()
-    return r.json() if r.content else None
-
-
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def _heartbeats(prefect_api, run_id: str) -> list[dict]:
