@@ -271,9 +271,31 @@ def _kill(pid: int, timeout: float = 20.0) -> None:
                 return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if _exited(pid):
                 return
             time.sleep(0.1)
+
+
+def _exited(pid: int) -> bool:
+    """``pid`` is gone, a zombie, or another program now (a reused pid). A process in the middle of its exit
+    has an empty ``/proc/<pid>/cmdline`` but is not gone yet: ``_alive`` already says no, this waits."""
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return False
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        cmdline = (proc / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return True  # vanished while being read
+    return bool(cmdline) and not (b"prefect" in cmdline and b"server" in cmdline)
 
 
 def stop(timeout: float = 20.0) -> ServerInfo | None:

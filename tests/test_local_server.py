@@ -271,3 +271,31 @@ def test_dask_workers_report_their_task_runs_to_the_flows_server(shell, dask_clu
         assert not any("uvicorn" in c or "prefect server" in c for c in cmds), cmds
     for name in ("prefect-worker1", "prefect-worker2"):
         assert not (dask_cluster["tmp"] / name / "prefect.db").exists()
+
+
+def test_stopping_waits_for_the_server_process_to_be_gone():
+    """``stop`` returns only once the server process has exited (gone or a zombie), not when it merely stopped
+    looking like a server: a process in the middle of its exit has an empty /proc cmdline."""
+    from newsmill.flows.local_server import _exited, _kill
+
+    proc = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                             "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0)))\n"
+                             "time.sleep(60)", "prefect", "server"], start_new_session=True)
+    try:
+        time.sleep(0.5)
+        assert not _exited(proc.pid)
+        started = time.monotonic()
+        _kill(proc.pid, timeout=10)
+        assert time.monotonic() - started >= 1.0  # it waited through the server's own shutdown
+        assert _exited(proc.pid)
+        assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        proc.kill()
+        proc.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)
+        assert _exited(other.pid)  # a pid now used by another program is not the server
+    finally:
+        other.kill()
+        other.wait()
