@@ -266,10 +266,15 @@ class WriterLock:
         self._borrowed = False
 
     def holder(self) -> str:
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}
+        info: dict = {}
+        for _ in range(20):  # the holder writes who it is right after taking the lock: give it a second
+            try:
+                info = json.loads(self.path.read_text() or "{}")
+            except (OSError, ValueError):
+                info = {}
+            if info:
+                break
+            time.sleep(0.05)
         if not info:
             return "another process"
         return (
