@@ -380,3 +380,31 @@ def test_gated_phrase_rules_match_every_character_ignorecase_matches_to_an_ascii
         line = f"see the zq{twin}qz here"
         kept, removals = clean_lines([line], rules, None)
         assert [r.rule for r in removals] == ["t.gated"], repr(twin)
+
+
+def test_class_tokens_ruled_as_the_rules_say_whatever_the_token_gate_skips():
+    """Class/id tokens holding none of the token rules' literals skip the combined token regex (most tokens:
+    "row", "col-md-6"). A token's verdict is still the first rule (in file order) whose pattern matches
+    it whole, case-insensitively, including the characters IGNORECASE matches to an ASCII letter although
+    lower() keeps them ("\u017fhare" is "share" to the regex)."""
+    import re
+
+    specs = [("s.share", ["share", r".*[-_]share([-_].*)?"]), ("s.ads", [r"ads?", r"ad[-_].*"]),
+             ("s.any", [r"(.*[-_])?(promo|teaser)box"])]
+    rules = rules_from_dicts({"t.toml": {"kind": "other", "selectors": [
+        {"name": n, "tokens": toks} for n, toks in specs]}})
+
+    def expected(tok):
+        for name, toks in specs:
+            if any(re.fullmatch(t, tok, re.I) for t in toks):
+                return f"{name}"
+        return None
+
+    tokens = ["share", "SHARE", "\u017fhare", "post-share-bar", "sharebar", "ad", "ADS", "ad-slot", "head",
+              "header-ad", "bad", "promobox", "x-teaserbox", "teaser", "row", "col-md-6", "K-ad", "\u212aad",
+              "a\u0131d", "sponsored-share"]
+    assert {expected(t) for t in tokens} == {"s.share", "s.ads", "s.any", None}
+    body = "".join(f'<div class="wrap {t}">item {i}</div>' for i, t in enumerate(tokens))
+    page = page_of(f"<p>{PARA}</p>{body}")
+    removed = {r.text: r.rule for r in clean_tree(page, rules)}
+    assert [removed.get(f"item {i}") for i in range(len(tokens))] == [expected(t) for t in tokens]

@@ -173,6 +173,24 @@ def _gate(pattern: str) -> frozenset[str] | None:
     return lits if lits and min(map(len, lits)) >= _GATE_MIN_CHARS else None
 
 
+def _token_gate(patterns: list[str]) -> re.Pattern | None:
+    """One search for the literals of which a token fully matched by one of ``patterns`` holds at least one
+    (ASCII, lower case; the shortest that subsume the others): a token holding none cannot match, and the
+    combined token regex (~90 patterns, many starting with ``.*``, ~9 µs per token) is not tried. None when
+    a pattern has no such literal."""
+    lits: set[str] = set()
+    for p in patterns:
+        try:
+            found = _necessary(_sre_parse.parse(p, re.I))
+        except Exception:  # noqa: BLE001 - an unusual construct: no gate
+            return None
+        if not found:
+            return None
+        lits |= found
+    kept = sorted(lit for lit in lits if not any(o != lit and o in lit for o in lits))
+    return re.compile("|".join(re.escape(lit) for lit in kept)) if kept else None
+
+
 _EDGE = r"[\W_]*"
 _LEAD = re.compile(r"[\W_]+")
 
@@ -333,13 +351,20 @@ class _Compiled:
     element_xpath: etree.XPath | None = None  # elements with a class/id, plus the tag-rule tags
     token_cache: dict = field(default_factory=dict)  # class token / id -> rule (tokens repeat a lot)
     class_cache: dict = field(default_factory=dict)  # class attribute -> rule of its first ruled token
+    token_gate: re.Pattern | None = None  # literals one of which every token matched by token_rx holds
 
     def _token(self, tok: str) -> SelectorRule | None:
         cache = self.token_cache
         if tok in cache:
             return cache[tok]
         rule = None
-        m = None if tok.lower().startswith(_TAXONOMY_TOKENS) else self.token_rx.fullmatch(tok)
+        low = tok.lower()
+        if low.startswith(_TAXONOMY_TOKENS) or (
+                self.token_gate is not None and not self.token_gate.search(low)
+                and not _ASCII_CASE_TWINS.search(tok)):
+            m = None  # most tokens ("row", "container", "col-md-6") hold none of the rules' literals
+        else:
+            m = self.token_rx.fullmatch(tok)
         if m is not None:
             for key, val in m.groupdict().items():
                 if val is not None:
@@ -392,6 +417,7 @@ def _compile(rules: RuleSet, domain: str | None) -> _Compiled:
     return _Compiled(
         element_xpath=etree.XPath(" | ".join(paths)) if paths else None,
         token_rules=tuple(token_rules), token_rx=token_rx, tag_rules=tag_rules, xpath_rules=xpath_rules,
+        token_gate=_token_gate([t for s in token_rules for t in s.tokens]),
         block_phrases=_phrase_matcher([p for p in phrases if p.scope == "block"]),
         text_phrases=_phrase_matcher(phrases),
     )
