@@ -121,10 +121,12 @@ _FOOTER_ROOTS = etree.XPath(_FOOTER_XPATH)
 _HINT_PIECES = ("©", "(c)", "(C)") + tuple(v for w in ("right", "rechte", "droits", "derechos")
                                            for v in (w, w.capitalize(), w.upper()))
 # text nodes that may hold (a piece of) a notice hint -- a superset of where _NOTICE_HINT can match in
-# practice (a hint word in lower, Capitalised or UPPER case), found in one C-level pass (contains() is a
-# substring search; translate() to lower case would cost ~5x more)
-_HINT_TEXTS = etree.XPath(".//text()[not(parent::script or parent::style or parent::template)]["
-                          + " or ".join(f"contains(., '{p}')" for p in _HINT_PIECES) + "]")
+# practice (a hint word in lower, Capitalised or UPPER case). The text nodes come from one C-level walk and
+# are tested with one regex search each: an XPath with a contains() per piece copies every text node once
+# per piece (~4 ms on a page's body, against ~1 ms; translate() to lower case would cost ~5x more).
+_ALL_TEXTS = etree.XPath(".//text()")
+_HINT_PIECE = re.compile("|".join(map(re.escape, _HINT_PIECES)))
+_NOT_TEXT_PARENTS = ("script", "style", "template")
 
 
 def _text(el) -> str:
@@ -138,11 +140,13 @@ def _hint_chains(root) -> list[list]:
     """For each text node under ``root`` that may hold a notice hint (document order): its element and
     that element's ancestors, innermost first."""
     chains = []
-    for t in _HINT_TEXTS(root):
-        owner = t.getparent()
+    for t in _ALL_TEXTS(root):
+        if _HINT_PIECE.search(t) is None:
+            continue
+        owner = t.getparent()  # the text's element in the document (a tail's is its element's parent)
         if owner is not None and t.is_tail:
             owner = owner.getparent()
-        if owner is not None:
+        if owner is not None and owner.tag not in _NOT_TEXT_PARENTS:
             chains.append([owner, *owner.iterancestors()])
     return chains
 

@@ -150,11 +150,10 @@ _MODIFIED_META = (
     "article:modified", "lastmod",
 )
 _LD_PUBLISHED = ("datePublished", "dateCreated", "uploadDate")
+# one walk for the <time> elements (a <time datetime> inside an <article> is one of them: no step of its own)
 _TIME_XPATH = etree.XPath(
-    ".//time[@itemprop='datePublished' or @pubdate or contains(@class,'publish')]"
-    " | .//@itemprop[. = 'datePublished']/.."
-    " | .//article//time[@datetime]"
-    " | .//time[@datetime]")
+    ".//time[@itemprop='datePublished' or @pubdate or contains(@class,'publish') or @datetime]"
+    " | .//@itemprop[. = 'datePublished']/..")
 _URL_DATE = re.compile(r"/((?:19|20)\d\d)[/\-_]?(0[1-9]|1[0-2])[/\-_]?(0[1-9]|[12]\d|3[01])(?=[/\-_.]|$)")
 
 
