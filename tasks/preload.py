@@ -58,6 +58,15 @@ def warm_up() -> None:
         get_external_parser().get_date_data("zq 12 xv 2019")
     except Exception:  # noqa: BLE001 - library internals may move; the warm-up is best effort
         pass
+    try:  # trafilatura's justext fallback (a page its own extraction finds short or unclean, and newsmill's
+        # retry on short texts): the union of every justext stoplist (~154,000 words, ~0.23 s) and justext's
+        # lower-cased frozenset of it (~0.12 s, cached by the tuple), built by a process's first such page
+        from justext.core import define_stoplist
+        from trafilatura.external import jt_stoplist_init
+
+        define_stoplist(jt_stoplist_init())
+    except Exception:  # noqa: BLE001 - library internals may move; the warm-up is best effort
+        pass
 
 
 warm_up()

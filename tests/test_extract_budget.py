@@ -408,3 +408,19 @@ def test_a_worker_reuses_one_child_across_batches_and_replaces_it_after_an_overr
     finally:
         budget.reuse_children(False)
     assert budget._reused is None
+
+
+def test_the_forkserver_preload_builds_the_justext_stoplist_children_would_rebuild():
+    """trafilatura's justext fallback builds the union of every justext stoplist and justext lower-cases it
+    into a cached frozenset (~0.35 s of CPU together) on a process's first page that needs it: the
+    preload (``tasks.preload``, imported by the forkserver before it forks workers) builds both once."""
+    import subprocess
+
+    probe = ("import newsmill.tasks.preload, trafilatura.external as te, justext.core as jc\n"
+             "before = jc.define_stoplist.cache_info()\n"
+             "jc.define_stoplist(te.JT_STOPLIST or te.jt_stoplist_init())\n"
+             "after = jc.define_stoplist.cache_info()\n"
+             "print(len(te.JT_STOPLIST or ()), after.hits - before.hits, after.misses - before.misses)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    words, hits, misses = map(int, out)
+    assert words > 10_000 and (hits, misses) == (1, 0)
