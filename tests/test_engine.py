@@ -145,3 +145,30 @@ def test_batches_are_pulled_only_when_a_slot_is_free(prefect_api, tmp_path):
         assert held <= 3  # 2 in flight + 1 finished and being committed
     assert peak["all"] == 2  # (one_per_host off: one host's batches may run side by side)
     assert stored == {j.batch_id for j in jobs}
+
+
+def test_pages_extracted_in_the_pool_are_extracted_as_their_text():
+    """``engine.extract`` hands the pool UTF-8 bytes instead of text (no pickle encode/decode of every page
+    at each process boundary): the results are those of ``extract_page`` on the text itself — non-ASCII
+    letters, typographic punctuation and a lone surrogate (what surrogateescape decoding leaves) included."""
+    from newsmill.flows import engine, runtime
+    from newsmill.tasks.clean import load_rules
+    from newsmill.tasks.config import Settings
+    from newsmill.tasks.extract import extract_page
+    from newsmill.tasks.stories import signature
+
+    para = ("<p>Le conseil municipal de Zürich a voté mardi le budget du pont, après des débats qui ont duré "
+            "jusqu’à minuit — « une étape », selon la maire. Les travaux commenceront en mai.</p>")
+    html = ("<html lang='fr'><head><title>Le pont de Zürich</title><meta name='author' content='Léa Müller'>"
+            "</head><body><article><h1>Le pont de Zürich</h1>" + para * 4 + "</article></body></html>")
+    pages = [("https://journal.example.org/a", html), ("https://journal.example.org/b", html.replace("pont", "p\udcffnt"))]
+    settings, rules = Settings(), load_rules()
+    assert settings.extract.workers > 1  # the real pool: a forkserver, its workers and their children
+    run_id = "test-engine-bytes"
+    try:
+        got = engine.extract(run_id, settings, pages, rules, {})
+    finally:
+        runtime.close(run_id)
+    want = [extract_page(h, u, rules=rules, settings=settings.extract) for u, h in pages]
+    assert all(w.article is not None for w in want)
+    assert got == [dataclasses.replace(w, signature=signature(w.article.text)) for w in want]
