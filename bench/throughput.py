@@ -11,11 +11,11 @@ What it does, in one run:
    ``If-Modified-Since`` answer 304). Every copy is its own article: the page's own URL (ground truth,
    ``<link rel=canonical>``, ``og:url``) is replaced by the copy's URL, and copies of one page are spread
    so that a batch of one host does not see the same page twice.
-2. Starts one real Prefect API server (``prefect server start``, ``PREFECT_HOME`` in a temp dir,
-   analytics off) for the served path, and newsmill's local server (``newsmill server start`` with a
-   ``NEWSMILL_HOME`` in the work dir: its first start, which creates the database, is reported apart) for
-   the cold path; both are stopped at the end.
-3. Alternating rounds (``--repeat``), each:
+2. Starts one real Prefect API server (``prefect server start``, ``PREFECT_HOME`` in a temp dir, the
+   settings newsmill's local server is started with) for the served path, and newsmill's local server
+   (``newsmill server start`` with a ``NEWSMILL_HOME`` in the work dir: its first start, which creates the
+   database, is reported apart) for the cold path; both are stopped at the end.
+3. Alternating rounds (``--repeat``; served and cold swap places every round, see :func:`round_order`), each:
 
    (a) **served**: ``newsmill ingest`` end to end with ``PREFECT_API_URL`` set (a server running): the real
        CLI in a subprocess, a config with one source per host (``per_host_delay_s = 0``,
@@ -48,7 +48,12 @@ start to Parquet closed for the baselines). The wall time is cut along the run's
 (``outside_flow`` = process start, imports, flow-run creation and teardown, exit; ``discover``; ``plan``;
 ``batch_phase`` = fetching, extraction and commits overlapped; ``consolidate``; ``flow_other``), and the
 work inside the batch phase is reported summed over concurrent batches (``fetch``, ``clean_extract``,
-``write``), which can add up to more than its wall time (see :func:`stage_breakdown`). Targets (issue 14):
+``write``), which can add up to more than its wall time (see :func:`stage_breakdown`). CPU is reported for
+the whole process tree and split into the command's own process (flow run, fetching, Prefect client) and
+its child processes (extraction); ``cold - served`` is the difference of the two paths per round, median
+over the rounds (run ``--repeat 2`` to measure each path once first and once second: on a shared 2-core
+machine the speed of a core moves by tens of percent with other load, and the extraction children's CPU
+with it). Targets (issue 14):
 served >= 1.0x, cold >= 0.9x, cold all-304 rerun <= 15 % of the first at N=1,000, import-warc >= 0.9x.
 """
 
@@ -319,17 +324,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def prefect_env(home: Path, port: int) -> dict:
-    env = dict(os.environ)
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-        "DO_NOT_TRACK": "1",
-    })
+    """Environment of the served path's ``prefect server start`` and of its clients: the settings newsmill's
+    local server is started with (``flows.local_server.ensure_running``: ``flows.server.server_env``, the
+    UI on, no access log line per call), so that served and cold report to alike servers."""
+    from newsmill.flows.server import server_env
+
+    env = server_env("127.0.0.1", port, home=home)
+    env.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     return env
 
 
@@ -460,6 +461,10 @@ class RssSampler:
         self.peak_pss = max(self.peak_pss, pss)
         self.samples += 1
 
+    def process_cpu(self, pid: int) -> float:
+        """CPU seconds of process ``pid`` alone (its last sample)."""
+        return self._cpu.get(pid, 0.0)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sample()
@@ -553,9 +558,13 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
             proc.returncode = rc = os.waitstatus_to_exitcode(status)
             rss.cpu_s = usage.ru_utime + usage.ru_stime
         wall = time.perf_counter() - t0
+    # the command's own process (flow run, fetching, Prefect client; its last sample, <= 0.2 s old) apart from
+    # its child processes (extraction): a cost of one path shows in the first, the machine's speed in both
+    flow_cpu = rss.process_cpu(proc.pid) if profile is None else 0.0  # under py-spy: py-spy's own
     result = {"wall_s": round(wall, 3), "peak_rss_mb": round(rss.peak / 2**20, 1),
               "peak_pss_mb": round(rss.peak_pss / 2**20, 1), "rc": rc,
               "rss_samples": rss.samples, "cpu_s": round(rss.cpu_s, 2),
+              "flow_process_cpu_s": round(flow_cpu, 2), "child_cpu_s": round(max(0.0, rss.cpu_s - flow_cpu), 2),
               "other_cpu_share": round(rss.other_cpu_share, 3)}
     if rc != 0:
         result["error"] = log_path.read_text(errors="replace")[-4000:]
@@ -812,6 +821,16 @@ def _median(xs):
 PATHS = ("served", "cold", "warc")
 
 
+def round_order(r: int) -> tuple[str, ...]:
+    """The order of the two ingest paths in round ``r`` (0-based): they swap places every round, served first
+    in the first. Whichever runs second finds the machine as the first left it (the other server's tail of
+    work, memory just freed, a load another process began meanwhile); with cold always second, all of that
+    fell on the cold path. With ``--repeat 2`` each path is measured once in each place (the summary's
+    ``cold_minus_served`` is then the median of the rounds' differences); with one round the order is
+    printed with the figures."""
+    return ("served", "cold") if r % 2 == 0 else ("cold", "served")
+
+
 def _ingest_pair(config: Path, wh: Path, env: dict, work: Path, tag: str, incremental: bool, n: int, log,
                  profile: Path | None = None) -> dict:
     """A first ingest into a fresh warehouse and (``incremental``) a second one over the unchanged pages."""
@@ -870,28 +889,36 @@ def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT
                 if startup:
                     log(f"prefect server up in {startup:.1f} s")
                 warcs: list[Path] = []
+                served_failed = False
                 for r in range(repeat):
-                    entry: dict = {"round": r + 1}
-                    if "served" in paths:
-                        wh = work / f"wh-served-{r + 1}"
-                        res = _ingest_pair(config, wh, env, work, f"[{r + 1}/{repeat} served]", incremental, n, log)
-                        entry.update(res)
-                        if not warcs and res["newsmill"].get("rc") == 0:
-                            warcs = copy_archived_warcs(wh, work / "warc")
-                        shutil.rmtree(wh, ignore_errors=True)
-                        if res["newsmill"].get("rc") != 0:
-                            report["runs"].append(entry)
-                            break
-                    if "cold" in paths or ("warc" in paths and not warcs):
-                        wh = work / f"wh-cold-{r + 1}"
-                        res = _ingest_pair(config, wh, cold_env, work, f"[{r + 1}/{repeat} cold]", incremental, n,
-                                           log)
-                        entry["cold"] = res["newsmill"]
-                        if "incremental" in res:
-                            entry["cold_incremental"] = res["incremental"]
-                        if not warcs and res["newsmill"].get("rc") == 0:
-                            warcs = copy_archived_warcs(wh, work / "warc")
-                        shutil.rmtree(wh, ignore_errors=True)
+                    entry: dict = {"round": r + 1, "order": []}
+                    for path in round_order(r):
+                        if path == "served" and "served" in paths:
+                            entry["order"].append(path)
+                            wh = work / f"wh-served-{r + 1}"
+                            res = _ingest_pair(config, wh, env, work, f"[{r + 1}/{repeat} served]", incremental, n,
+                                               log)
+                            entry.update(res)
+                            if not warcs and res["newsmill"].get("rc") == 0:
+                                warcs = copy_archived_warcs(wh, work / "warc")
+                            shutil.rmtree(wh, ignore_errors=True)
+                            if res["newsmill"].get("rc") != 0:
+                                served_failed = True
+                                break
+                        elif path == "cold" and ("cold" in paths or ("warc" in paths and not warcs)):
+                            entry["order"].append(path)
+                            wh = work / f"wh-cold-{r + 1}"
+                            res = _ingest_pair(config, wh, cold_env, work, f"[{r + 1}/{repeat} cold]", incremental,
+                                               n, log)
+                            entry["cold"] = res["newsmill"]
+                            if "incremental" in res:
+                                entry["cold_incremental"] = res["incremental"]
+                            if not warcs and res["newsmill"].get("rc") == 0:
+                                warcs = copy_archived_warcs(wh, work / "warc")
+                            shutil.rmtree(wh, ignore_errors=True)
+                    if served_failed:
+                        report["runs"].append(entry)
+                        break
                     if only != "newsmill":
                         log(f"[{r + 1}/{repeat}] bare baseline, N={n} ...")
                         bdir = work / f"bare-{r + 1}"
@@ -1015,6 +1042,8 @@ def _ingest_summary(n: int, firsts: list[dict], seconds: list[dict], prefix: str
         s[f"{prefix}peak_rss_mb"] = max(x["peak_rss_mb"] for x in firsts)
         s[f"{prefix}peak_pss_mb"] = max(x.get("peak_pss_mb") or 0 for x in firsts)
         s[f"{prefix}cpu_ms_per_page"] = round(1000 * _median([x.get("cpu_s") for x in firsts]) / n, 1)
+        s[f"{prefix}flow_process_cpu_s"] = _median([x.get("flow_process_cpu_s") for x in firsts])
+        s[f"{prefix}child_cpu_s"] = _median([x.get("child_cpu_s") for x in firsts])
         s[f"other_cpu_share_during_{prefix.rstrip('_')}"] = _median([x.get("other_cpu_share") for x in firsts])
         for part in ("stages_s", "summed_s"):
             s[f"{prefix}{part}"] = {k: _median([x.get(part, {}).get(k) for x in firsts])
@@ -1032,6 +1061,31 @@ def _ingest_summary(n: int, firsts: list[dict], seconds: list[dict], prefix: str
     return s
 
 
+PAIRED = ("wall_s", "flow_process_cpu_s", "child_cpu_s")
+
+
+def _cold_minus_served(runs: list[dict]) -> dict:
+    """Cold minus served, per round (the two ran back to back), median over the rounds: the first ingests'
+    wall time, the command's own process's CPU (where a cost of the cold path would be: finding the local
+    server, the Prefect client) and its child processes' CPU (extraction: the same work on both paths, so
+    a difference there is the machine's speed at the time), and the all-304 reruns' wall time."""
+    ok = lambda x: isinstance(x, dict) and x.get("rc") == 0
+    out: dict = {}
+    firsts = [(r["cold"], r["newsmill"]) for r in runs if ok(r.get("cold")) and ok(r.get("newsmill"))]
+    if firsts:
+        out["cold_minus_served"] = {k: _median([c[k] - sv[k] for c, sv in firsts if k in c and k in sv])
+                                    for k in PAIRED}
+        out["cold_minus_served"]["rounds"] = len(firsts)
+        out["cold_minus_served"]["orders"] = [r.get("order") for r in runs if ok(r.get("cold"))
+                                              and ok(r.get("newsmill"))]
+    seconds = [(r["cold_incremental"], r["incremental"]) for r in runs
+               if ok(r.get("cold_incremental")) and ok(r.get("incremental"))]
+    if seconds:
+        out["cold_minus_served_incremental"] = {k: _median([c[k] - sv[k] for c, sv in seconds if k in c and k in sv])
+                                                for k in PAIRED}
+    return out
+
+
 def summarize(report: dict) -> None:
     n = report["n"]
     runs = report["runs"]
@@ -1045,6 +1099,7 @@ def summarize(report: dict) -> None:
     for key in ("stages_s", "summed_s", "articles_written", "pages_fetched"):
         if f"newsmill_{key}" in s:
             s[key] = s.pop(f"newsmill_{key}")
+    s.update(_cold_minus_served(runs))
     bl = [r["baseline"] for r in runs if "baseline" in r]
     if bl:
         s["baseline_wall_s"] = _median([x["wall_s"] for x in bl])
@@ -1108,6 +1163,9 @@ def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
     print("      critical path (s): " + ", ".join(f"{k} {v} ({v / wall:.0%})" for k, v in stages.items()
                                                  if v is not None))
     print("      batch work summed (s): " + ", ".join(f"{k} {v}" for k, v in summed.items()))
+    if s.get(f"{prefix}flow_process_cpu_s") is not None:
+        print(f"      CPU (s): the command's own process {s[f'{prefix}flow_process_cpu_s']}, its child processes "
+              f"(extraction) {s.get(f'{prefix}child_cpu_s')}")
 
 
 def print_report(report: dict) -> None:
@@ -1139,6 +1197,13 @@ def print_report(report: dict) -> None:
               f"{json.dumps(s.get('cold_incremental_outcomes'))}")
         print("      critical path (s): " + ", ".join(f"{k} {v}" for k, v in
                                                      s.get("cold_incremental_stages_s", {}).items()))
+    for key, label in (("cold_minus_served", "first ingests"), ("cold_minus_served_incremental", "all-304 reruns")):
+        d = s.get(key)
+        if d:
+            orders = d.get("orders") or [r.get("order") for r in report["runs"] if r.get("order")]
+            print(f"  cold - served, {label}, median over {d.get('rounds', len(orders))} round(s) run back to back "
+                  f"(order {' | '.join(' > '.join(o) for o in orders if o)}): wall {d['wall_s']:+} s, CPU of the "
+                  f"command's process {d['flow_process_cpu_s']:+} s, of its child processes {d['child_cpu_s']:+} s")
     if "temporary_wall_s" in s:
         print(f"  cold CLI with NEWSMILL_LOCAL_SERVER=0 (Prefect's temporary server, one run): "
               f"{s['temporary_pages_per_s']} pages/s, wall {s['temporary_wall_s']} s"

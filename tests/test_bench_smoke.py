@@ -41,9 +41,27 @@ def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
     assert s["cold_stages_s"]["outside_flow"] > 0
     assert s["cold_incremental_outcomes"].get("not_modified", 0) == 12, s["cold_incremental_outcomes"]
     assert 0 < s["cold_incremental_share"] < 1.5
+    # like with like: one round runs served then cold back to back; each run's CPU is split into the command's
+    # own process and its extraction children, and the paired difference of the round is reported
+    assert report["runs"][0]["order"] == ["served", "cold"]
+    for run in (report["runs"][0]["newsmill"], report["runs"][0]["cold"]):
+        assert run["flow_process_cpu_s"] > 0 and run["child_cpu_s"] > 0, run
+        assert abs(run["flow_process_cpu_s"] + run["child_cpu_s"] - run["cpu_s"]) < 0.05, run
+    assert s["cold_minus_served"]["rounds"] == 1
+    assert s["cold_minus_served"]["wall_s"] == pytest.approx(
+        report["runs"][0]["cold"]["wall_s"] - report["runs"][0]["newsmill"]["wall_s"], abs=0.002)
     # import-warc of what the first ingest archived vs the bare WARC loop over the same records
     assert s["import_records"] >= 12 and s["bare_warc_records"] >= 12, report
     assert s["import_wall_s"] > 0 and s["bare_warc_wall_s"] > 0 and s["import_ratio"] > 0
     # the bench stopped the local server it started
     state = tmp_path / "work" / "newsmill-home" / "prefect" / "server.json"
     assert not state.exists()
+
+
+def test_throughput_rounds_swap_the_two_ingest_paths():
+    """Served and cold swap places every round, so ``--repeat 2`` measures each once first and once second
+    (with cold always second, whatever the machine did after the served runs fell on cold)."""
+    sys.path.insert(0, str(REPO))
+    from bench.throughput import round_order
+
+    assert [round_order(r) for r in range(4)] == [("served", "cold"), ("cold", "served")] * 2
