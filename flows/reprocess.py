@@ -57,7 +57,7 @@ from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, defaul
 from newsmill.flows.reporting import FlowProgress, ReprocessInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
-from newsmill.tasks.config import DEFAULTS_FILE, Settings, load_settings, read_toml, resolve_warehouse, settings_from_dict
+from newsmill.tasks.config import Settings, load_run_settings, resolve_warehouse
 from newsmill.tasks.dates import parse_date_bound
 from newsmill.tasks.errors import NewsmillError
 from newsmill.tasks.urls import domain_of
@@ -66,17 +66,6 @@ __all__ = ["reprocess", "run_reprocess", "FlowProgress", "load_run_settings"]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def load_run_settings(config: str | None) -> Settings:
-    """Settings for a run that needs no sources: ``config`` when given, else the defaults plus the
-    nightly source file when it loads, else the bare defaults."""
-    if config:
-        return load_settings(config)
-    try:
-        return load_settings()
-    except NewsmillError:
-        return settings_from_dict(read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))
 
 
 # ---------------------------------------------------------------------------------------------- batches

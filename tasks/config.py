@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from newsmill.tasks.errors import ConfigError, WarehouseError
+from newsmill.tasks.errors import ConfigError, NewsmillError, WarehouseError
 
 # The bundled configuration is package data of ``newsmill.config``; wheels install it unpacked, so it is a
 # directory on disk (rules and site files are globbed). Nothing is ever written there.
@@ -370,3 +370,14 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     user = Path(path) if path is not None else DEFAULT_SOURCES_FILE
     settings = settings_from_dict(read_toml(user), settings, origin=str(user))
     return dataclasses.replace(settings, config_path=str(user))
+
+
+def load_run_settings(config: str | None) -> Settings:
+    """Settings for a run that needs no sources: ``config`` when given, else the defaults plus the
+    nightly source file when it loads, else the bare defaults."""
+    if config:
+        return load_settings(config)
+    try:
+        return load_settings()
+    except NewsmillError:
+        return settings_from_dict(read_toml(DEFAULTS_FILE), origin=str(DEFAULTS_FILE))

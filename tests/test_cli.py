@@ -60,3 +60,38 @@ def test_flows_never_import_the_cli():
     offenders = [str(f.relative_to(ROOT)) for d in ("flows", "tasks", "warehouse") for f in (ROOT / d).rglob("*.py")
                  if "newsmill.cli" in f.read_text(encoding="utf-8")]
     assert offenders == []
+
+
+def test_extraction_forkserver_starts_before_prefect_only_for_runs_that_extract(tmp_path, monkeypatch):
+    """``ingest``/``import-warc``/``reprocess`` start the extraction forkserver (~3 s of imports and warm-up)
+    before importing Prefect, so it overlaps the import and the flow run's creation — except for an ingest
+    into a warehouse that already holds pages (a rerun: mostly conditional requests, maybe nothing to
+    extract; the flow starts it when it must), unless ``--refetch``; never on Dask (the workers extract)."""
+    import dataclasses
+
+    from newsmill.cli.common import start_extraction_early
+    from newsmill.flows import runtime
+    from newsmill.tasks.config import Settings
+
+    started: list[int] = []
+    monkeypatch.setattr(runtime, "start_forkserver", started.append)
+    settings = Settings()
+    start_extraction_early(settings)  # import-warc, reprocess
+    start_extraction_early(settings, tmp_path / "fresh")  # a first ingest
+    assert started == [settings.extract.workers] * 2
+    (tmp_path / "wh" / "pages").mkdir(parents=True)
+    (tmp_path / "wh" / "pages" / "part-0.parquet").write_bytes(b"PAR1")
+    start_extraction_early(settings, tmp_path / "wh")  # a rerun
+    assert len(started) == 2
+    start_extraction_early(settings, tmp_path / "wh", refetch=True)
+    assert len(started) == 3
+    dask = dataclasses.replace(settings, runner=dataclasses.replace(settings.runner, task_runner="dask"))
+    start_extraction_early(dask)
+    assert len(started) == 3
+    # and it imports no Prefect (that is its point)
+    probe = ("import sys; from newsmill.cli.common import start_extraction_early; "
+             "from newsmill.tasks.config import Settings; import newsmill.flows.runtime as r; "
+             "r.start_forkserver = lambda w: None; start_extraction_early(Settings()); "
+             "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsmill.cli.common import add_warehouse, announce_prefect, check_writable, print_summary, progress_bar
-from newsmill.tasks.config import existing_warehouse, resolve_warehouse
+from newsmill.cli.common import (add_warehouse, announce_prefect, check_writable, print_summary, progress_bar,
+                                 start_extraction_early)
+from newsmill.tasks.config import existing_warehouse, load_run_settings, resolve_warehouse
 from newsmill.tasks.dates import parse_date_bound
 from newsmill.tasks.errors import ConfigError, NewsmillError
 
@@ -42,14 +43,14 @@ def add_commands(sub) -> None:
 def _setup(args):
     """Settings, warehouse root and task runner of the run; every check that can fail happens here, with
     one line, before a flow starts."""
-    from newsmill.flows.ingest import default_task_runner
-    from newsmill.flows.reprocess import load_run_settings
-
     settings = load_run_settings(args.config)
     root = resolve_warehouse(args.warehouse)
     check_writable(root)
     parse_date_bound(args.since, name="--since")
     parse_date_bound(args.until, end=True, name="--until")
+    start_extraction_early(settings)
+    from newsmill.flows.ingest import default_task_runner  # Prefect: after the checks above
+
     return settings, root, default_task_runner(settings)
 
 
@@ -73,9 +74,8 @@ def cmd_reprocess(args) -> int:
 
 
 def cmd_import_warc(args) -> int:
-    from newsmill.flows.import_warc import import_warc
-
     settings, root, runner = _setup(args)
+    from newsmill.flows.import_warc import import_warc
     files = []
     for f in args.files:
         p = Path(f).expanduser()

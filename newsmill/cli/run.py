@@ -7,7 +7,7 @@ import dataclasses
 import tempfile
 
 from newsmill.cli.common import (add_warehouse, announce_prefect, check_writable, note_left_running, print_summary,
-                                 progress_bar)
+                                 progress_bar, start_extraction_early)
 from newsmill.tasks.config import load_settings, resolve_warehouse
 from newsmill.tasks.errors import ConfigError
 
@@ -41,6 +41,7 @@ def cmd_ingest(args) -> int:
     if args.task_runner:
         settings = dataclasses.replace(settings, runner=dataclasses.replace(
             settings.runner, task_runner=args.task_runner))
+    start_extraction_early(settings, root, args.refetch)
     from newsmill.flows.ingest import default_task_runner, ingest  # Prefect: after the checks above
 
     flow = ingest.with_options(task_runner=default_task_runner(settings))
