@@ -59,7 +59,6 @@ from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
 from newsmill.tasks.config import Settings, load_run_settings, resolve_warehouse
 from newsmill.tasks.dates import parse_date_bound
-from newsmill.tasks.errors import NewsmillError
 from newsmill.tasks.urls import domain_of
 
 __all__ = ["reprocess", "run_reprocess", "FlowProgress", "load_run_settings"]

@@ -40,14 +40,17 @@ def add_commands(sub) -> None:
     s.set_defaults(func=cmd_import_warc)
 
 
-def _setup(args):
+def _setup(args, more_checks=None):
     """Settings, warehouse root and task runner of the run; every check that can fail happens here, with
-    one line, before a flow starts."""
+    one line, before a flow starts (``more_checks``: the command's own, run last). Then the extraction
+    forkserver starts, and Prefect is imported."""
     settings = load_run_settings(args.config)
     root = resolve_warehouse(args.warehouse)
     check_writable(root)
     parse_date_bound(args.since, name="--since")
     parse_date_bound(args.until, end=True, name="--until")
+    if more_checks is not None:
+        more_checks()
     start_extraction_early(settings)
     from newsmill.flows.ingest import default_task_runner  # Prefect: after the checks above
 
@@ -55,13 +58,16 @@ def _setup(args):
 
 
 def cmd_reprocess(args) -> int:
+    existing_warehouse(args.warehouse)  # reprocess needs archived pages: never create a warehouse
+
+    def check_dirs() -> None:
+        for opt, d in (("--rules-dir", args.rules_dir), ("--sites-dir", args.sites_dir)):
+            if d and not Path(d).is_dir():
+                raise ConfigError(f"{opt}: not a directory: {d}")
+
+    settings, root, runner = _setup(args, check_dirs)
     from newsmill.flows.reprocess import reprocess
 
-    existing_warehouse(args.warehouse)  # reprocess needs archived pages: never create a warehouse
-    settings, root, runner = _setup(args)
-    for opt, d in (("--rules-dir", args.rules_dir), ("--sites-dir", args.sites_dir)):
-        if d and not Path(d).is_dir():
-            raise ConfigError(f"{opt}: not a directory: {d}")
     flow_ = reprocess.with_options(task_runner=runner)
     announce_prefect(settings)
     with progress_bar(not args.quiet, "reprocess"):
@@ -74,14 +80,18 @@ def cmd_reprocess(args) -> int:
 
 
 def cmd_import_warc(args) -> int:
-    settings, root, runner = _setup(args)
+    files: list[str] = []
+
+    def check_files() -> None:
+        for f in args.files:
+            p = Path(f).expanduser()
+            if not p.is_file():
+                raise NewsmillError(f"no such file: {f}")
+            files.append(str(p.resolve()))
+
+    settings, root, runner = _setup(args, check_files)
     from newsmill.flows.import_warc import import_warc
-    files = []
-    for f in args.files:
-        p = Path(f).expanduser()
-        if not p.is_file():
-            raise NewsmillError(f"no such file: {f}")
-        files.append(str(p.resolve()))
+
     flow_ = import_warc.with_options(task_runner=runner)
     announce_prefect(settings)
     with progress_bar(not args.quiet, "import", unit="bytes"):
