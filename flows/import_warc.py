@@ -464,11 +464,9 @@ def run_import(settings: Settings, root: Path, files: list[str], *, domains: lis
     info = ImportInfo(run_id=run_id or current_run_id(), started_at=datetime.now(timezone.utc), source_name=source,
                       files=[str(p) for p in paths], bytes_read=sum(p.stat().st_size for p in paths))
     run_id = info.run_id
-    threads = settings.runner.task_runner == "threads"
-    if threads:  # the extraction stack's imports and warm-up (~3 s of a core) while the run is set up
-        runtime.start_forkserver(settings.extract.workers)
+    runtime.start_extraction_early(settings)  # while the run is set up
     with batch_run(info, root, settings, parameters=parameters) as run:
-        if threads:  # and the workers forked by the time the first batch's records are copied
+        if settings.runner.task_runner == "threads":  # the workers forked by the first batch's records
             runtime.warm_pool(run_id, settings.extract.workers)
         _notify("discovered", total=info.bytes_read)
         progress = FlowProgress(info.bytes_read, key="import-warc-progress",

@@ -176,15 +176,12 @@ def ingest(config: str | None = None, warehouse: str | None = None, sources: lis
 
 def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refetch: bool = False,
                parameters: dict | None = None, run_id: str | None = None) -> IngestInfo:
-    from newsmill.warehouse.store import Warehouse
-
     log = _logger()
     if not settings.sources:
         raise NewsmillError(f"no sources configured in {settings.config_path}")
     info = IngestInfo(run_id=run_id or current_run_id(), started_at=datetime.now(timezone.utc))
     run_id = info.run_id
-    if settings.runner.task_runner == "threads" and (refetch or not Warehouse(root).has_pages()):
-        runtime.start_forkserver(settings.extract.workers)  # imports in parallel with discovery
+    runtime.start_extraction_early(settings, root, refetch)  # imports in parallel with discovery
     with batch_run(info, root, settings, parameters=parameters, consolidate=True) as run:
         wh = run.warehouse
         done = wh.done_batches(run_id)

@@ -176,8 +176,7 @@ def run_reprocess(settings: Settings, root: Path, *, since: datetime | None = No
     log = _logger()
     info = ReprocessInfo(run_id=run_id or current_run_id(), started_at=datetime.now(timezone.utc))
     run_id = info.run_id
-    if settings.runner.task_runner == "threads":
-        runtime.start_forkserver(settings.extract.workers)  # imports in parallel with the planning
+    runtime.start_extraction_early(settings)  # imports in parallel with the planning
     # load the rules first: a broken rules directory fails before anything is written
     rules = runtime.rules(run_id, rules_dir, sites_dir)
     with batch_run(info, root, settings, parameters=parameters) as run:

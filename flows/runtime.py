@@ -249,6 +249,22 @@ def start_forkserver(workers: int) -> None:
     threading.Thread(target=start, name="newsmill-forkserver", daemon=True).start()
 
 
+def start_extraction_early(settings, root: Path | None = None, refetch: bool = False) -> None:
+    """Start the extraction forkserver now (its imports, language model and warm-up: ~3 s of one core) while
+    this process works on the other: the CLI imports Prefect and creates the flow run, a flow discovers and
+    plans; the run's pool finds it running. ``root``: an ingest's warehouse, skipped when it already holds
+    pages (a rerun sends mostly conditional requests and may extract nothing: its pool starts the forkserver
+    when a batch needs it) unless ``refetch``. Thread task runner only (on Dask the workers extract)."""
+    if settings.runner.task_runner != "threads":
+        return
+    if root is not None and not refetch:
+        from newsmill.warehouse.files import has_files
+
+        if has_files(root, "pages"):
+            return
+    start_forkserver(settings.extract.workers)
+
+
 def warm_pool(run_id: str, workers: int) -> None:
     """Start the run's extraction workers in the background, so they are ready by the first batch.
     Best effort: a pool that cannot start here fails later where it is used."""

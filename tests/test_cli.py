@@ -69,8 +69,8 @@ def test_extraction_forkserver_starts_before_prefect_only_for_runs_that_extract(
     extract; the flow starts it when it must), unless ``--refetch``; never on Dask (the workers extract)."""
     import dataclasses
 
-    from newsmill.cli.common import start_extraction_early
     from newsmill.flows import runtime
+    from newsmill.flows.runtime import start_extraction_early
     from newsmill.tasks.config import Settings
 
     started: list[int] = []
@@ -89,7 +89,7 @@ def test_extraction_forkserver_starts_before_prefect_only_for_runs_that_extract(
     start_extraction_early(dask)
     assert len(started) == 3
     # and it imports no Prefect (that is its point)
-    probe = ("import sys; from newsmill.cli.common import start_extraction_early; "
+    probe = ("import sys; from newsmill.flows.runtime import start_extraction_early; "
              "from newsmill.tasks.config import Settings; import newsmill.flows.runtime as r; "
              "r.start_forkserver = lambda w: None; start_extraction_early(Settings()); "
              "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))")

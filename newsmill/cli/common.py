@@ -32,24 +32,6 @@ def check_writable(root: Path) -> None:
     claim_writer_lock(root)
 
 
-def start_extraction_early(settings, root: Path | None = None, refetch: bool = False) -> None:
-    """Start the extraction forkserver now — its imports, language model and warm-up are ~3 s of one core —
-    while this process imports Prefect and creates the flow run on the other; the flow's pool finds it
-    running. ``root``: an ingest's warehouse, skipped when it already holds pages (a rerun sends mostly
-    conditional requests and may extract nothing: the flow starts the forkserver if it has pages to extract)
-    unless ``refetch``. Thread task runner only (on Dask the workers extract)."""
-    if settings.runner.task_runner != "threads":
-        return
-    if root is not None and not refetch:
-        from newsmill.warehouse.files import has_files
-
-        if has_files(root, "pages"):
-            return
-    from newsmill.flows.runtime import start_forkserver
-
-    start_forkserver(settings.extract.workers)
-
-
 def progress_bar(enabled: bool, description: str = "fetch + extract", unit: str = "pages"):
     """The terminal progress bar of a run (``flows.reporting.ProgressBar``)."""
     from newsmill.flows.reporting import ProgressBar  # imports Prefect: only for the commands that run flows

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsmill.cli.common import (add_warehouse, announce_prefect, check_writable, print_summary, progress_bar,
-                                 start_extraction_early)
+from newsmill.cli.common import add_warehouse, announce_prefect, check_writable, print_summary, progress_bar
+from newsmill.flows.runtime import start_extraction_early  # no Prefect: the forkserver starts before it
 from newsmill.tasks.config import existing_warehouse, load_run_settings, resolve_warehouse
 from newsmill.tasks.dates import parse_date_bound
 from newsmill.tasks.errors import ConfigError, NewsmillError

@@ -7,7 +7,8 @@ import dataclasses
 import tempfile
 
 from newsmill.cli.common import (add_warehouse, announce_prefect, check_writable, note_left_running, print_summary,
-                                 progress_bar, start_extraction_early)
+                                 progress_bar)
+from newsmill.flows.runtime import start_extraction_early  # no Prefect: the forkserver starts before it
 from newsmill.tasks.config import load_settings, resolve_warehouse
 from newsmill.tasks.errors import ConfigError
 
