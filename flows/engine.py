@@ -17,6 +17,7 @@ A flow brings its planner (batches, each with a ``batch_id`` and a ``host``), it
   pulled from the planner only when a slot is free, so a streaming planner (a WARC file read record by
   record) holds only the batches in flight. The flow process is the single writer: it commits each
   batch atomically (``WarehouseWriter.commit_batch``) and counts it into the run info.
+* :func:`submit` submits a batch task with its arguments quoted (Prefect does not walk into them).
 * :func:`extract` is the clean+extract step of every batch task: in the run's process pool (the flow
   process never imports the extraction stack), and :meth:`BatchOutput.add_extraction` the shared
   assembly of its results.
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
 from prefect.futures import PrefectFuture, as_completed
+from prefect.utilities.annotations import quote
 
 from newsmill.flows import runtime
 from newsmill.flows.reporting import RunInfo, logger
@@ -45,7 +47,7 @@ from newsmill.tasks.urls import domain_of
 from newsmill.warehouse.stories import update_stories
 
 __all__ = ["Batch", "BatchOutput", "BatchRun", "batch_run", "current_run_id", "default_task_runner", "extract",
-           "in_worker"]
+           "in_worker", "submit"]
 
 
 class Batch(Protocol):
@@ -127,6 +129,26 @@ def current_run_id() -> str:
 
     rid = flow_run.get_id()
     return str(rid) if rid else uuid.uuid4().hex
+
+
+class _Quoted(quote):
+    """Prefect's ``quote`` that survives pickling (a Dask task runner sends the parameters to its workers):
+    ``quote`` is a 1-tuple subclass whose default pickle calls ``quote(tuple(self))``, wrapping the value
+    once more on every trip, so a worker got ``(value,)`` instead of ``value``."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (type(self), (self.unquote(),))
+
+
+def submit(task, *args) -> PrefectFuture:
+    """``task.submit(*args)`` with each argument wrapped in Prefect's ``quote``: the task gets the values
+    as they are, and Prefect does not walk into them looking for upstream futures. It walks every
+    parameter of every task run twice (task inputs, resolution) — a batch's URLs, the settings and the
+    recurring-block history of every host of the run, which grows with the warehouse: ~8 ms per task with
+    100 URLs and 1,200 block hashes, 0.08 ms quoted. Batch arguments are plain values, never futures."""
+    return task.submit(*(_Quoted(a) for a in args))
 
 
 # ---------------------------------------------------------------------------------------------- workers

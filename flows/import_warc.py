@@ -62,7 +62,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from newsmill.flows import runtime
-from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract
+from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract, submit
 from newsmill.flows.reporting import FlowProgress, ImportInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
@@ -483,7 +483,8 @@ def run_import(settings: Settings, root: Path, files: list[str], *, domains: lis
         done: set[str] = set()
         planner = ImportPlanner(paths, root, settings, done, domains=domains, since=since, until=until,
                                 progress=progress)
-        run.run(planner, lambda b: import_batch.submit(b, settings, run_id, str(root), history_for(b.entries), source),
+        run.run(planner,
+                lambda b: submit(import_batch, b, settings, run_id, str(root), history_for(b.entries), source),
                 done=done, on_skip=already_imported, on_commit=lambda _b, _out: progress.update(planner.position))
         info.records.update(planner.records)
         progress.update(info.bytes_read, force=True)

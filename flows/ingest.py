@@ -31,7 +31,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from newsmill.flows import runtime
-from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract
+from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract, submit
 from newsmill.flows.health import check_sources
 from newsmill.flows.reporting import FlowProgress, IngestInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
@@ -190,7 +190,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
 
         # 1. discover (one task per source; the discovery fetches are a batch of their own per source)
         t = time.perf_counter()
-        futures = [discover_task.submit(s.name, settings, run_id, str(root)) for s in settings.sources]
+        futures = [submit(discover_task, s.name, settings, run_id, str(root)) for s in settings.sources]
         urls: list[DiscoveredURL] = []
         for s, fut in zip(settings.sources, futures):
             res = fut.result()
@@ -223,7 +223,7 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
         # 3. fetch + extract (tasks) and 4. store (this process), never two batches of one host at once
         progress = FlowProgress(sum(len(b.urls) for b in todo), key="ingest-progress",
                                 description="pages fetched and extracted")
-        run.run(batches, lambda b: process_batch.submit(b, settings, run_id, str(root), history),
+        run.run(batches, lambda b: submit(process_batch, b, settings, run_id, str(root), history),
                 one_per_host=True, done=done, on_commit=lambda b, _out: progress.advance(len(b.urls)))
         progress.update(progress.done, force=True)  # the artifact is throttled: show the final state
 

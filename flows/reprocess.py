@@ -53,7 +53,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from newsmill.flows import runtime
-from newsmill.flows.engine import BatchOutput, batch_run, current_run_id, default_task_runner, extract, in_worker
+from newsmill.flows.engine import (BatchOutput, batch_run, current_run_id, default_task_runner, extract, in_worker,
+                                   submit)
 from newsmill.flows.reporting import FlowProgress, ReprocessInfo, summary_artifacts
 from newsmill.flows.reporting import logger as _logger
 from newsmill.flows.reporting import notify as _notify
@@ -194,8 +195,8 @@ def run_reprocess(settings: Settings, root: Path, *, since: datetime | None = No
                  len(batches), info.extractor_version)
         _notify("discovered", total=len(pages))
         progress = FlowProgress(len(pages), key="reprocess-progress", description="archived pages re-extracted")
-        run.run(batches, lambda b: reprocess_batch.submit(b, settings, run_id, str(root), history, rules_dir,
-                                                          sites_dir),
+        run.run(batches, lambda b: submit(reprocess_batch, b, settings, run_id, str(root), history, rules_dir,
+                                                   sites_dir),
                 on_commit=lambda b, _out: progress.advance(len(b.pages)))
         progress.update(len(pages), force=True)
     summary_artifacts(info)

@@ -147,6 +147,65 @@ def test_batches_are_pulled_only_when_a_slot_is_free(prefect_api, tmp_path):
     assert stored == {j.batch_id for j in jobs}
 
 
+def test_submit_hands_arguments_over_as_they_are_without_prefect_walking_them(prefect_api):
+    """engine.submit quotes a batch task's arguments: the task gets the very values, its run is named from
+    them, and Prefect does not walk into them (a future inside an argument stays a future: walked, it
+    would have been replaced by its result and recorded as an upstream input)."""
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+    from prefect.futures import PrefectFuture
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from newsmill.flows.engine import submit
+
+    @task
+    def upstream() -> int:
+        return 7
+
+    @task(task_run_name="batch-{job.host}-{job.batch_id}")
+    def work(job: Job, history: dict) -> tuple:
+        nested = history["nested"][0]
+        return job, history["hosts"], isinstance(nested, PrefectFuture), nested.result()
+
+    history = {"hosts": {"a.example": frozenset({"h1", "h2"})}}
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def quoted_flow():
+        history["nested"] = [upstream.submit()]
+        fut = submit(work, Job("j1", "a.example"), history)
+        return fut.task_run_id, fut.result()
+
+    task_run_id, (job, hosts, still_future, value) = quoted_flow()
+    assert job == Job("j1", "a.example") and hosts is history["hosts"]  # the same objects, not copies
+    assert still_future and value == 7  # not walked: the future was not resolved on the way in
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_task_run(task_run_id)
+
+    import asyncio
+
+    tr = asyncio.run(read())
+    assert tr.name == "batch-a.example-j1"
+    assert not any(tr.task_inputs.values()), tr.task_inputs  # no upstream dependency found inside the arguments
+
+
+def test_quoted_arguments_survive_pickling():
+    """A Dask task runner pickles the parameters to its workers: Prefect's own ``quote`` comes back wrapped
+    once more (``quote(("x",))``) and a worker got a tuple where its batch was expected."""
+    import pickle
+
+    from prefect.utilities.annotations import quote
+
+    from newsmill.flows.engine import _Quoted
+
+    value = {"hosts": {"a.example": frozenset({"h1"})}}
+    back = pickle.loads(pickle.dumps(_Quoted(value)))
+    assert isinstance(back, quote) and back.unquote() == value
+    back = pickle.loads(pickle.dumps(back))  # and again (the Dask client, then the worker)
+    assert back.unquote() == value
+
+
 def test_pages_extracted_in_the_pool_are_extracted_as_their_text():
     """``engine.extract`` hands the pool UTF-8 bytes instead of text (no pickle encode/decode of every page
     at each process boundary): the results are those of ``extract_page`` on the text itself — non-ASCII
