@@ -79,6 +79,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from contextlib import contextmanager
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -544,10 +545,47 @@ def _profiled(cmd: list[str], out: Path) -> list[str]:
             "--output", str(out), "--", *cmd]
 
 
+def api_server(env: dict):
+    """The ``psutil.Process`` of the Prefect API server a newsmill command with ``env`` reports to (the
+    served path's ``PREFECT_API_URL``, the cold path's local server on ``NEWSMILL_SERVER_PORT``): the process
+    listening on that loopback port; None when there is none."""
+    import psutil
+
+    url = env.get("PREFECT_API_URL")
+    port = urlsplit(url).port if url else env.get("NEWSMILL_SERVER_PORT")
+    if not port:
+        return None
+    for c in psutil.net_connections("tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == int(port) and c.pid:
+            return psutil.Process(c.pid)
+    return None
+
+
+def _tree_cpu(proc) -> float | None:
+    """CPU seconds (user + system) of ``proc`` and its descendants so far."""
+    import psutil
+
+    if proc is None:
+        return None
+    total = 0.0
+    try:
+        for p in (proc, *proc.children(recursive=True)):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        return None
+    return total
+
+
 def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
                 profile: Path | None = None) -> dict:
     if profile is not None:
         cmd = _profiled(cmd, profile)
+    server = api_server(env)  # its CPU is the cost, on the same cores, of every run being a Prefect flow run
+    server_cpu0 = _tree_cpu(server)
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
@@ -558,6 +596,7 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
             proc.returncode = rc = os.waitstatus_to_exitcode(status)
             rss.cpu_s = usage.ru_utime + usage.ru_stime
         wall = time.perf_counter() - t0
+    server_cpu = None if server_cpu0 is None or _tree_cpu(server) is None else _tree_cpu(server) - server_cpu0
     # the command's own process (flow run, fetching, Prefect client; its last sample, <= 0.2 s old) apart from
     # its child processes (extraction): a cost of one path shows in the first, the machine's speed in both
     flow_cpu = rss.process_cpu(proc.pid) if profile is None else 0.0  # under py-spy: py-spy's own
@@ -565,7 +604,8 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
               "peak_pss_mb": round(rss.peak_pss / 2**20, 1), "rc": rc,
               "rss_samples": rss.samples, "cpu_s": round(rss.cpu_s, 2),
               "flow_process_cpu_s": round(flow_cpu, 2), "child_cpu_s": round(max(0.0, rss.cpu_s - flow_cpu), 2),
-              "other_cpu_share": round(rss.other_cpu_share, 3)}
+              "other_cpu_share": round(rss.other_cpu_share, 3),
+              "api_server_cpu_s": None if server_cpu is None else round(server_cpu, 2)}
     if rc != 0:
         result["error"] = log_path.read_text(errors="replace")[-4000:]
         return result
@@ -1045,6 +1085,7 @@ def _ingest_summary(n: int, firsts: list[dict], seconds: list[dict], prefix: str
         s[f"{prefix}flow_process_cpu_s"] = _median([x.get("flow_process_cpu_s") for x in firsts])
         s[f"{prefix}child_cpu_s"] = _median([x.get("child_cpu_s") for x in firsts])
         s[f"other_cpu_share_during_{prefix.rstrip('_')}"] = _median([x.get("other_cpu_share") for x in firsts])
+        s[f"{prefix}api_server_cpu_s"] = _median([x.get("api_server_cpu_s") for x in firsts])
         for part in ("stages_s", "summed_s"):
             s[f"{prefix}{part}"] = {k: _median([x.get(part, {}).get(k) for x in firsts])
                                     for k in firsts[0].get(part, {})}
@@ -1058,6 +1099,7 @@ def _ingest_summary(n: int, firsts: list[dict], seconds: list[dict], prefix: str
         s[f"{prefix}incremental_summed_s"] = {k: _median([x.get("summed_s", {}).get(k) for x in seconds])
                                               for k in seconds[0].get("summed_s", {})}
         s[f"{prefix}incremental_outcomes"] = seconds[0].get("outcomes")
+        s[f"{prefix}incremental_api_server_cpu_s"] = _median([x.get("api_server_cpu_s") for x in seconds])
     return s
 
 
@@ -1119,6 +1161,7 @@ def summarize(report: dict) -> None:
         s["import_warc_mb"] = imp[0].get("warc_mb")
         s["import_peak_rss_mb"] = max(x["peak_rss_mb"] for x in imp)
         s["import_peak_pss_mb"] = max(x.get("peak_pss_mb") or 0 for x in imp)
+        s["import_api_server_cpu_s"] = _median([x.get("api_server_cpu_s") for x in imp])
         s["import_stages_s"] = {"outside_flow": _median([x.get("stages_s", {}).get("outside_flow") for x in imp]),
                                 "flow": _median([x.get("flow_wall_s") for x in imp])}
         s["import_timings_s"] = {k: _median([(x.get("counts") or {}).get("timings_s", {}).get(k) for x in imp])
@@ -1165,7 +1208,8 @@ def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
     print("      batch work summed (s): " + ", ".join(f"{k} {v}" for k, v in summed.items()))
     if s.get(f"{prefix}flow_process_cpu_s") is not None:
         print(f"      CPU (s): the command's own process {s[f'{prefix}flow_process_cpu_s']}, its child processes "
-              f"(extraction) {s.get(f'{prefix}child_cpu_s')}")
+              f"(extraction) {s.get(f'{prefix}child_cpu_s')}, the Prefect API server it reports to "
+              f"{s.get(f'{prefix}api_server_cpu_s')} (all-304 rerun: {s.get(f'{prefix}incremental_api_server_cpu_s')})")
 
 
 def print_report(report: dict) -> None:
@@ -1213,7 +1257,7 @@ def print_report(report: dict) -> None:
         print(f"  import-warc (whole command): {s['import_records']} records, {s['import_warc_mb']} MB, wall "
               f"{s['import_wall_s']} s, peak RSS {s['import_peak_rss_mb']} MB (PSS {s.get('import_peak_pss_mb')} MB); outside the flow "
               f"{s['import_stages_s']['outside_flow']} s, flow {s['import_stages_s']['flow']} s, stages "
-              f"{json.dumps(s.get('import_timings_s'))}")
+              f"{json.dumps(s.get('import_timings_s'))}; the Prefect API server's CPU {s.get('import_api_server_cpu_s')} s")
     if "bare_warc_wall_s" in s:
         print(f"  bare WARC loop (warcio + 2-process bare_extraction + pyarrow): {s['bare_warc_records']} records, "
               f"wall {s['bare_warc_wall_s']} s")

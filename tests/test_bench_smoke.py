@@ -47,6 +47,9 @@ def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
     for run in (report["runs"][0]["newsmill"], report["runs"][0]["cold"]):
         assert run["flow_process_cpu_s"] > 0 and run["child_cpu_s"] > 0, run
         assert abs(run["flow_process_cpu_s"] + run["child_cpu_s"] - run["cpu_s"]) < 0.05, run
+        # the API server the run reported to (the session's for served, the local one for cold) worked for it
+        assert run["api_server_cpu_s"] > 0, run
+    assert report["runs"][0]["import"]["api_server_cpu_s"] > 0
     assert s["cold_minus_served"]["rounds"] == 1
     assert s["cold_minus_served"]["wall_s"] == pytest.approx(
         report["runs"][0]["cold"]["wall_s"] - report["runs"][0]["newsmill"]["wall_s"], abs=0.002)
