@@ -290,14 +290,14 @@ def _header(headers, name: str) -> str | None:
 def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, warehouse_root: str,
                      history: dict[str, frozenset[str]], source: str) -> BatchOutput:
     """Archive, clean and extract one batch of records. Plain function (the task wraps it)."""
-    from newsmill.tasks.archive import decode_record
+    from newsmill.tasks.archive import record_page
 
     now = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     arch = runtime.archive(run_id, warehouse_root)
     base: list[PageLogEntry] = []
     ok_idx: list[int] = []
-    pages_in: list[tuple[str, str]] = []
+    pages_in: list[tuple[str, str | bytes]] = []
     for e in batch.entries:
         fetched = e.warc_date or now
         if e.record is None:
@@ -327,9 +327,8 @@ def run_import_batch(batch: ImportBatch, settings: Settings, run_id: str, wareho
                                  etag=_header(rec.headers, "etag"),
                                  last_modified=_header(rec.headers, "last-modified"),
                                  warc_file=warc[0], warc_offset=warc[1], warc_length=warc[2]))
-        html, _enc = decode_record(rec)
         ok_idx.append(len(base) - 1)
-        pages_in.append((rec.url, html))
+        pages_in.append((rec.url, record_page(rec)))
     t1 = time.perf_counter()
     rules = runtime.rules(run_id) if pages_in else None
     out = BatchOutput(batch_id=batch.batch_id, source=source, host=batch.host, pages=base)

@@ -104,13 +104,13 @@ def run_reprocess_batch(batch: ReprocessBatch, settings: Settings, run_id: str, 
                         history: dict[str, frozenset[str]], rules_dir: str | None = None,
                         sites_dir: str | None = None) -> BatchOutput:
     """Read one batch's archived records and clean/extract them. Plain function (the task wraps it)."""
-    from newsmill.tasks.archive import decode_record, read_record
+    from newsmill.tasks.archive import read_record, record_page
 
     log = _logger()
     out = BatchOutput(batch_id=batch.batch_id, source=batch.source, host=batch.host)
     t0 = time.perf_counter()
     ok: list = []
-    pages_in: list[tuple[str, str]] = []
+    pages_in: list[tuple[str, str | bytes]] = []
     for p in batch.pages:
         try:
             rec = read_record(Path(warehouse_root), p.warc_file, p.warc_offset)
@@ -118,9 +118,8 @@ def run_reprocess_batch(batch: ReprocessBatch, settings: Settings, run_id: str, 
             out.outcomes["missing_record"] += 1
             log.warning("reprocess: cannot read %s from %s@%s: %s", p.url, p.warc_file, p.warc_offset, exc)
             continue
-        html, _enc = decode_record(rec)
         ok.append(p)
-        pages_in.append((p.final_url or p.url, html))
+        pages_in.append((p.final_url or p.url, record_page(rec)))
     t1 = time.perf_counter()
     rules = runtime.rules(run_id, rules_dir, sites_dir)
     for p, x in zip(ok, extract(run_id, settings, pages_in, rules, history)):

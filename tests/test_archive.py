@@ -141,6 +141,28 @@ def test_iter_warc_records_cc_news_like(tmp_path):
         assert enc == "cp1252" and "\u201chi\u201d café" in text
 
 
+def test_record_page_is_the_body_itself_only_when_it_is_strict_utf8():
+    """Extraction gets a record's bytes only where they equal its decoded text encoded to UTF-8 again;
+    everywhere else the decoded text, as before."""
+    from newsmill.tasks.archive import record_page
+
+    def rec(body: bytes, ctype: str | None = "text/html; charset=utf-8") -> RawRecord:
+        return RawRecord(url="https://www.news.example/a", status=200, headers=(), body=body, fetched_at=None,
+                         content_type=ctype)
+
+    utf8 = "<p>Zürich — 北京 “quoted”</p>".encode("utf-8")
+    for r in (rec(utf8), rec(utf8, None), rec(b"<p>plain ascii</p>", "text/html")):
+        page = record_page(r)
+        assert page is r.body and page == decode_record(r)[0].encode("utf-8")
+    # a BOM is stripped from the text, a broken sequence after it replaced: the text, not the bytes
+    bom = rec(b"\xef\xbb\xbf<p>caf\xc3\xa9 \xff</p>")
+    assert record_page(bom) == decode_record(bom)[0] == "<p>café \ufffd</p>"
+    # declared UTF-8 but not UTF-8 (falls through to windows-1252), and windows-1252 declared: the text
+    for r in (rec(b"<p>caf\xe9</p>"), rec(b'<meta charset="windows-1252"><p>\x93hi\x94</p>', None)):
+        page = record_page(r)
+        assert isinstance(page, str) and page == decode_record(r)[0]
+
+
 def test_iter_warc_records_filters(tmp_path):
     p = tmp_path / "cc.warc.gz"
     _cc_news_like(p)

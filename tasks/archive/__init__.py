@@ -28,7 +28,8 @@ transfer coding is already removed, so a ``Transfer-Encoding`` header is renamed
 
 Layout (private modules; import only the names in ``__all__`` from ``newsmill.tasks.archive``):
 
-* ``_records`` -- ``RawRecord``, ``Skipped``, ``decode_record``, ``to_raw`` (a warcio record to one of them);
+* ``_records`` -- ``RawRecord``, ``Skipped``, ``decode_record``, ``record_page`` (what extraction gets of a record),
+  ``to_raw`` (a warcio record to one of them);
 * ``_writer`` -- ``WarcArchive``;
 * ``_reader`` -- ``WarcReader`` / ``WarcItem``, ``read_record``, ``iter_warc_records``, ``scan_members``;
 * ``_recovery`` -- ``recover_open_files``.
@@ -36,11 +37,12 @@ Layout (private modules; import only the names in ``__all__`` from ``newsmill.ta
 
 from newsmill.tasks.archive._reader import (MemberSpan, WarcItem, WarcReader, iter_warc_records, read_record,
                                             scan_members)
-from newsmill.tasks.archive._records import DEFAULT_MAX_RECORD_BYTES, RawRecord, Skipped, decode_record, to_raw
+from newsmill.tasks.archive._records import (DEFAULT_MAX_RECORD_BYTES, RawRecord, Skipped, decode_record, record_page,
+                                             to_raw)
 from newsmill.tasks.archive._recovery import recover_open_files
 from newsmill.tasks.archive._writer import WarcArchive
 from newsmill.tasks.fetch import decode_body
 
-__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "decode_body",
+__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "record_page", "decode_body",
            "WarcReader", "WarcItem", "MemberSpan", "scan_members", "recover_open_files", "to_raw",
            "DEFAULT_MAX_RECORD_BYTES"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +34,17 @@ class Skipped:
 def decode_record(record: RawRecord) -> tuple[str, str]:
     """Text and encoding of a record's body, with the same charset logic as the fetcher."""
     return decode_body(record.body, record.content_type)
+
+
+def record_page(record: RawRecord) -> str | bytes:
+    """What extraction gets of a record (``flows.engine.extract`` takes text or UTF-8 bytes): its body as
+    it is when the fetcher's charset logic decoded it as UTF-8 — strictly, the whole body, no BOM (a BOM
+    is stripped and a broken sequence replaced), so its text encoded again is these very bytes and the
+    flow process skips that copy (~0.4 ms per 170 KB page) — else its decoded text."""
+    text, codec = decode_record(record)
+    if codec == "utf-8" and not record.body.startswith(codecs.BOM_UTF8):
+        return record.body
+    return text
 
 
 _OPEN_SUFFIX = ".open"
