@@ -195,7 +195,7 @@ def run_reprocess(settings: Settings, root: Path, *, since: datetime | None = No
         _notify("discovered", total=len(pages))
         progress = FlowProgress(len(pages), key="reprocess-progress", description="archived pages re-extracted")
         run.run(batches, lambda b: submit(reprocess_batch, b, settings, run_id, str(root), history, rules_dir,
-                                                   sites_dir),
+                                          sites_dir),
                 on_commit=lambda b, _out: progress.advance(len(b.pages)))
         progress.update(len(pages), force=True)
     summary_artifacts(info)

@@ -43,6 +43,6 @@ from newsmill.tasks.archive._recovery import recover_open_files
 from newsmill.tasks.archive._writer import WarcArchive
 from newsmill.tasks.fetch import decode_body
 
-__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "record_page", "decode_body",
-           "WarcReader", "WarcItem", "MemberSpan", "scan_members", "recover_open_files", "to_raw",
+__all__ = ["WarcArchive", "RawRecord", "Skipped", "read_record", "iter_warc_records", "decode_record", "record_page",
+           "decode_body", "WarcReader", "WarcItem", "MemberSpan", "scan_members", "recover_open_files", "to_raw",
            "DEFAULT_MAX_RECORD_BYTES"]
