@@ -54,7 +54,8 @@ its child processes (extraction); ``cold - served`` is the difference of the two
 over the rounds (run ``--repeat 2`` to measure each path once first and once second: on a shared 2-core
 machine the speed of a core moves by tens of percent with other load, and the extraction children's CPU
 with it). Targets (issue 14):
-served >= 1.0x, cold >= 0.9x, cold all-304 rerun <= 15 % of the first at N=1,000, import-warc >= 0.9x.
+served >= 1.0x, cold >= 0.9x, cold all-304 rerun <= 15 % of the first at N=1,000 (<= 10 % at 5,000),
+import-warc >= 0.9x.
 """
 
 from __future__ import annotations
@@ -419,14 +420,21 @@ class RssSampler:
     """Max over time of the summed RSS of a process and its descendants, sampled every ``interval``; also of
     their summed PSS (proportional set size: a page shared by n processes counts 1/n in each), as the RSS
     sum counts the forked workers' shared copy-on-write memory (the preloaded extraction stack) once per
-    process."""
+    process, every ``pss_interval`` (a peak between two readings can be missed; the RSS peak is not).
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    PSS is dear: the kernel walks a process's page tables to count it (``/proc/<pid>/smaps``, and
+    ``smaps_rollup`` alike): ~20 ms of CPU per GB of RSS, charged to this (benchmark) process. Read with the
+    RSS every 0.2 s, it took ~30 ms per sample of a 1.8 GB tree, ~15 % of a core — CPU the newsmill run
+    competed for and the baseline (sampled by RSS alone) did not; every 2 s, ~1.5 %."""
+
+    def __init__(self, pid: int, interval: float = 0.2, pss_interval: float = 2.0):
         import psutil
 
         self._psutil = psutil
         self.proc = psutil.Process(pid)
         self.interval = interval
+        self.pss_interval = pss_interval
+        self._pss_at = float("-inf")
         self.peak = 0
         self.peak_pss = 0
         self.samples = 0
@@ -443,23 +451,32 @@ class RssSampler:
             procs = [self.proc, *self.proc.children(recursive=True)]
         except ps.Error:
             return
-        total = pss = 0
+        total = 0
         for p in procs:
             try:
                 with p.oneshot():
-                    try:
-                        mem = p.memory_full_info()
-                        pss += getattr(mem, "pss", mem.rss)
-                    except ps.AccessDenied:
-                        mem = p.memory_info()
-                        pss += mem.rss
-                    total += mem.rss
+                    total += p.memory_info().rss
                     ct = p.cpu_times()
                     self._cpu[p.pid] = ct.user + ct.system
             except ps.Error:
                 pass
+        now = time.monotonic()
+        if now - self._pss_at >= self.pss_interval:
+            self._pss_at = now
+            pss = 0
+            for p in procs:
+                try:
+                    mem = p.memory_full_info()
+                    pss += getattr(mem, "pss", mem.rss)
+                except ps.AccessDenied:
+                    try:
+                        pss += p.memory_info().rss
+                    except ps.Error:
+                        pass
+                except ps.Error:
+                    pass
+            self.peak_pss = max(self.peak_pss, pss)
         self.peak = max(self.peak, total)
-        self.peak_pss = max(self.peak_pss, pss)
         self.samples += 1
 
     def process_cpu(self, pid: int) -> float:
@@ -548,11 +565,19 @@ def _profiled(cmd: list[str], out: Path) -> list[str]:
 def api_server(env: dict):
     """The ``psutil.Process`` of the Prefect API server a newsmill command with ``env`` reports to (the
     served path's ``PREFECT_API_URL``, the cold path's local server on ``NEWSMILL_SERVER_PORT``): the process
-    listening on that loopback port; None when there is none."""
+    listening on that loopback port; None when there is none (a remote API, Prefect's temporary server)."""
     import psutil
 
     url = env.get("PREFECT_API_URL")
-    port = urlsplit(url).port if url else env.get("NEWSMILL_SERVER_PORT")
+    if url:
+        u = urlsplit(url)
+        if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        port = u.port
+    elif env.get("NEWSMILL_LOCAL_SERVER") == "0":  # the command starts a temporary server of its own
+        return None
+    else:
+        port = env.get("NEWSMILL_SERVER_PORT")
     if not port:
         return None
     for c in psutil.net_connections("tcp"):
@@ -580,6 +605,24 @@ def _tree_cpu(proc) -> float | None:
     return total
 
 
+def _settled_cpu(proc, cpu0: float | None, quiet_s: float = 0.5, cap_s: float = 10.0) -> float | None:
+    """CPU seconds ``proc`` spent since ``cpu0``, read once it has settled: the API server goes on storing a
+    command's events after the command exits, so the reading waits (up to ``cap_s``) until a ``quiet_s``
+    window costs it no more than 5 % of a core (it idles at ~3 %: its periodic services, in the figure)."""
+    if cpu0 is None:
+        return None
+    deadline = time.monotonic() + cap_s
+    last = _tree_cpu(proc)
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _tree_cpu(proc)
+        if now is None or now - last <= 0.05 * quiet_s:
+            last = now if now is not None else last
+            break
+        last = now
+    return None if last is None else last - cpu0
+
+
 def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
                 profile: Path | None = None) -> dict:
     if profile is not None:
@@ -596,7 +639,7 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
             proc.returncode = rc = os.waitstatus_to_exitcode(status)
             rss.cpu_s = usage.ru_utime + usage.ru_stime
         wall = time.perf_counter() - t0
-    server_cpu = None if server_cpu0 is None or _tree_cpu(server) is None else _tree_cpu(server) - server_cpu0
+    server_cpu = _settled_cpu(server, server_cpu0)
     # the command's own process (flow run, fetching, Prefect client; its last sample, <= 0.2 s old) apart from
     # its child processes (extraction): a cost of one path shows in the first, the machine's speed in both
     flow_cpu = rss.process_cpu(proc.pid) if profile is None else 0.0  # under py-spy: py-spy's own
@@ -1184,8 +1227,10 @@ TARGETS = {"ratio": (">=", 1.0), "cold_ratio": (">=", 0.9), "cold_incremental_sh
            "import_ratio": (">=", 0.9)}
 
 
-def _verdict(s: dict, key: str) -> str:
+def _verdict(s: dict, key: str, n: int | None = None) -> str:
     op, target = TARGETS[key]
+    if key == "cold_incremental_share" and n is not None and n >= 5000:
+        target = 0.10  # issue 14: <= 15 % at 1,000 pages, <= 10 % at 5,000
     v = s.get(key)
     if v is None:
         return ""
@@ -1200,6 +1245,7 @@ def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
     stages = s.get("stages_s" if prefix == "newsmill_" else f"{prefix}stages_s") or {}
     summed = s.get("summed_s" if prefix == "newsmill_" else f"{prefix}summed_s") or {}
     other = s.get(f"other_cpu_share_during_{prefix.rstrip('_')}")
+    inc = "" if prefix == "newsmill_" else prefix  # (the served path's rerun keys have no prefix)
     print(f"  {label}: {s[f'{prefix}pages_per_s']:>7} pages/s  wall {wall} s  peak RSS "
           f"{s[f'{prefix}peak_rss_mb']} MB (PSS {s.get(f'{prefix}peak_pss_mb')} MB)  CPU {s[f'{prefix}cpu_ms_per_page']} ms/page"
           + (f"  (CPU taken by other processes: {other:.0%})" if other is not None else ""))
@@ -1209,7 +1255,7 @@ def _print_path(s: dict, prefix: str, label: str, n: int) -> None:
     if s.get(f"{prefix}flow_process_cpu_s") is not None:
         print(f"      CPU (s): the command's own process {s[f'{prefix}flow_process_cpu_s']}, its child processes "
               f"(extraction) {s.get(f'{prefix}child_cpu_s')}, the Prefect API server it reports to "
-              f"{s.get(f'{prefix}api_server_cpu_s')} (all-304 rerun: {s.get(f'{prefix}incremental_api_server_cpu_s')})")
+              f"{s.get(f'{prefix}api_server_cpu_s')} (all-304 rerun: {s.get(inc + 'incremental_api_server_cpu_s')})")
 
 
 def print_report(report: dict) -> None:
@@ -1237,7 +1283,7 @@ def print_report(report: dict) -> None:
         print(f"    ratio cold / baseline: {s['cold_ratio']}x {_verdict(s, 'cold_ratio')}")
     if "cold_incremental_share" in s:
         print(f"    all-304 rerun, command start to exit: wall {s['cold_incremental_wall_s']} s = "
-              f"{s['cold_incremental_share']:.1%} of the first {_verdict(s, 'cold_incremental_share')}; outcomes "
+              f"{s['cold_incremental_share']:.1%} of the first {_verdict(s, 'cold_incremental_share', n)}; outcomes "
               f"{json.dumps(s.get('cold_incremental_outcomes'))}")
         print("      critical path (s): " + ", ".join(f"{k} {v}" for k, v in
                                                      s.get("cold_incremental_stages_s", {}).items()))

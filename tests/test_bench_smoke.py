@@ -50,6 +50,9 @@ def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
         # the API server the run reported to (the session's for served, the local one for cold) worked for it
         assert run["api_server_cpu_s"] > 0, run
     assert report["runs"][0]["import"]["api_server_cpu_s"] > 0
+    for key in ("newsmill_api_server_cpu_s", "incremental_api_server_cpu_s", "cold_api_server_cpu_s",
+                "cold_incremental_api_server_cpu_s", "import_api_server_cpu_s"):
+        assert s[key] > 0, (key, s)
     assert s["cold_minus_served"]["rounds"] == 1
     assert s["cold_minus_served"]["wall_s"] == pytest.approx(
         report["runs"][0]["cold"]["wall_s"] - report["runs"][0]["newsmill"]["wall_s"], abs=0.002)
