@@ -416,6 +416,13 @@ def write_config(path: Path, bases: list[str], extra_toml: str = "") -> Path:
     return path
 
 
+def steal_share(t0, t1) -> float:
+    """Share of all cores' time between two ``psutil.cpu_times()`` the hypervisor ran other guests on them
+    (``steal``): on a shared VM the same work takes more CPU and wall time when it is high."""
+    total = sum(t1) - sum(t0)
+    return round(max(0.0, (getattr(t1, "steal", 0) - getattr(t0, "steal", 0)) / total), 3) if total > 0 else 0.0
+
+
 class RssSampler:
     """Max over time of the summed RSS of a process and its descendants, sampled every ``interval``; also of
     their summed PSS (proportional set size: a page shared by n processes counts 1/n in each), as the RSS
@@ -442,6 +449,7 @@ class RssSampler:
         self._cpu: dict[int, float] = {}
         self._sys0 = psutil.cpu_times()
         self.other_cpu_share = 0.0  # share of all cores busy with processes outside the tree
+        self.steal_share = 0.0  # share of all cores' time the hypervisor gave to other guests
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
 
@@ -504,6 +512,7 @@ class RssSampler:
         total = sum(t1) - sum(self._sys0)
         if total > 0:
             self.other_cpu_share = max(0.0, (busy(t1) - busy(self._sys0) - self.cpu_s) / total)
+            self.steal_share = steal_share(self._sys0, t1)
         return False
 
 
@@ -647,7 +656,7 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
               "peak_pss_mb": round(rss.peak_pss / 2**20, 1), "rc": rc,
               "rss_samples": rss.samples, "cpu_s": round(rss.cpu_s, 2),
               "flow_process_cpu_s": round(flow_cpu, 2), "child_cpu_s": round(max(0.0, rss.cpu_s - flow_cpu), 2),
-              "other_cpu_share": round(rss.other_cpu_share, 3),
+              "other_cpu_share": round(rss.other_cpu_share, 3), "steal_share": rss.steal_share,
               "api_server_cpu_s": None if server_cpu is None else round(server_cpu, 2)}
     if rc != 0:
         result["error"] = log_path.read_text(errors="replace")[-4000:]
@@ -782,6 +791,7 @@ def run_baseline(urls: list[str], workers: int = 2, threads: int = 16, out_dir: 
     total = sum(sys1) - sum(sys0)
     other = max(0.0, (busy(sys1) - busy(sys0) - own_cpu) / total) if total > 0 else 0.0
     return {"wall_s": round(wall, 3), "cpu_s": round(own_cpu, 2), "other_cpu_share": round(other, 3),
+            "steal_share": steal_share(sys0, sys1),
             "pages": len(urls), "fetched": fetched, "fetch_errors": fetch_errors,
             "extracted": len(rows), "fetch_done_at_s": round(t_fetched - t0, 3),
             "extract_done_at_s": round(t_extracted - t0, 3),
@@ -1196,6 +1206,14 @@ def summarize(report: dict) -> None:
             s["ratio"] = round(s["newsmill_pages_per_s"] / s["baseline_pages_per_s"], 3)
         if "cold_pages_per_s" in s:
             s["cold_ratio"] = round(s["cold_pages_per_s"] / s["baseline_pages_per_s"], 3)
+        # each round's own ratio (a VM's speed moves between rounds: the spread says how far to trust a median)
+        for key, side in (("ratio_per_round", "newsmill"), ("cold_ratio_per_round", "cold")):
+            per = [round(r["baseline"]["wall_s"] / r[side]["wall_s"], 3) for r in runs
+                   if "baseline" in r and r.get(side, {}).get("rc") == 0 and r[side].get("wall_s")]
+            if per:
+                s[key] = per
+        s["steal_share_per_round"] = [{k: r[k].get("steal_share") for k in ("newsmill", "cold", "baseline", "import")
+                                       if k in r} for r in runs]
     imp = ok("import")
     bw = [r["bare_warc"] for r in runs if "bare_warc" in r]
     if imp:
@@ -1275,12 +1293,14 @@ def print_report(report: dict) -> None:
               f"by other processes: {s['other_cpu_share_during_baseline']:.0%})")
     _print_path(s, "newsmill_", "served ingest  ", n)
     if "ratio" in s:
-        print(f"    ratio served / baseline: {s['ratio']}x {_verdict(s, 'ratio')}")
+        print(f"    ratio served / baseline: {s['ratio']}x {_verdict(s, 'ratio')}"
+              + (f"; per round {s['ratio_per_round']}" if len(s.get("ratio_per_round", [])) > 1 else ""))
     if "incremental_share" in s:
         print(f"    all-304 rerun: wall {s['incremental_wall_s']} s = {s['incremental_share']:.1%} of the first")
     _print_path(s, "cold_", "cold CLI ingest", n)
     if "cold_ratio" in s:
-        print(f"    ratio cold / baseline: {s['cold_ratio']}x {_verdict(s, 'cold_ratio')}")
+        print(f"    ratio cold / baseline: {s['cold_ratio']}x {_verdict(s, 'cold_ratio')}"
+              + (f"; per round {s['cold_ratio_per_round']}" if len(s.get("cold_ratio_per_round", [])) > 1 else ""))
     if "cold_incremental_share" in s:
         print(f"    all-304 rerun, command start to exit: wall {s['cold_incremental_wall_s']} s = "
               f"{s['cold_incremental_share']:.1%} of the first {_verdict(s, 'cold_incremental_share', n)}; outcomes "
@@ -1318,6 +1338,9 @@ def print_report(report: dict) -> None:
         print("      leaf functions: " + "; ".join(f"{k} {v}%" for k, v in list(prof["leaf_pct"].items())[:8]))
     if report.get("server_requests"):
         print(f"  server answered: {json.dumps(report['server_requests'])}")
+    if any(v for r in s.get("steal_share_per_round", []) for v in r.values()):
+        print(f"  CPU time stolen by the hypervisor (share of all cores), per round: "
+              f"{json.dumps(s['steal_share_per_round'])}")
 
 
 def main(argv: list[str] | None = None) -> int:

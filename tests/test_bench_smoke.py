@@ -53,6 +53,9 @@ def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
     for key in ("newsmill_api_server_cpu_s", "incremental_api_server_cpu_s", "cold_api_server_cpu_s",
                 "cold_incremental_api_server_cpu_s", "import_api_server_cpu_s"):
         assert s[key] > 0, (key, s)
+    assert len(s["ratio_per_round"]) == 1 and s["ratio_per_round"][0] == pytest.approx(s["ratio"], abs=0.01)
+    assert set(s["steal_share_per_round"][0]) == {"newsmill", "cold", "baseline", "import"}
+    assert all(0 <= v < 1 for v in s["steal_share_per_round"][0].values())
     assert s["cold_minus_served"]["rounds"] == 1
     assert s["cold_minus_served"]["wall_s"] == pytest.approx(
         report["runs"][0]["cold"]["wall_s"] - report["runs"][0]["newsmill"]["wall_s"], abs=0.002)
