@@ -416,11 +416,16 @@ def write_config(path: Path, bases: list[str], extra_toml: str = "") -> Path:
     return path
 
 
-def steal_share(t0, t1) -> float:
-    """Share of all cores' time between two ``psutil.cpu_times()`` the hypervisor ran other guests on them
-    (``steal``): on a shared VM the same work takes more CPU and wall time when it is high."""
+def machine_shares(t0, t1, own_cpu: float) -> tuple[float, float]:
+    """Between two ``psutil.cpu_times()``, as shares of all cores' time: the CPU busy with processes other
+    than the measured ones (``own_cpu`` seconds), and ``steal``, the time the hypervisor ran other guests
+    on these cores (on a shared VM the same work takes more CPU and wall time when it is high)."""
     total = sum(t1) - sum(t0)
-    return round(max(0.0, (getattr(t1, "steal", 0) - getattr(t0, "steal", 0)) / total), 3) if total > 0 else 0.0
+    if total <= 0:
+        return 0.0, 0.0
+    busy = lambda t: t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+    steal = getattr(t1, "steal", 0) - getattr(t0, "steal", 0)
+    return max(0.0, (busy(t1) - busy(t0) - own_cpu) / total), round(max(0.0, steal / total), 3)
 
 
 class RssSampler:
@@ -474,13 +479,11 @@ class RssSampler:
             pss = 0
             for p in procs:
                 try:
-                    mem = p.memory_full_info()
-                    pss += getattr(mem, "pss", mem.rss)
-                except ps.AccessDenied:
                     try:
-                        pss += p.memory_info().rss
-                    except ps.Error:
-                        pass
+                        mem = p.memory_full_info()
+                    except ps.AccessDenied:
+                        mem = p.memory_info()
+                    pss += getattr(mem, "pss", mem.rss)
                 except ps.Error:
                     pass
             self.peak_pss = max(self.peak_pss, pss)
@@ -506,13 +509,7 @@ class RssSampler:
         ps = self._psutil
         # sampled per process (misses the last < interval of each); the caller may set a better figure
         self.cpu_s = max(self.cpu_s, sum(self._cpu.values()))
-        t1 = ps.cpu_times()
-        busy = lambda t: t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0) + \
-            getattr(t, "softirq", 0)
-        total = sum(t1) - sum(self._sys0)
-        if total > 0:
-            self.other_cpu_share = max(0.0, (busy(t1) - busy(self._sys0) - self.cpu_s) / total)
-            self.steal_share = steal_share(self._sys0, t1)
+        self.other_cpu_share, self.steal_share = machine_shares(self._sys0, ps.cpu_times(), self.cpu_s)
         return False
 
 
@@ -618,17 +615,17 @@ def _settled_cpu(proc, cpu0: float | None, quiet_s: float = 0.5, cap_s: float = 
     """CPU seconds ``proc`` spent since ``cpu0``, read once it has settled: the API server goes on storing a
     command's events after the command exits, so the reading waits (up to ``cap_s``) until a ``quiet_s``
     window costs it no more than 5 % of a core (it idles at ~3 %: its periodic services, in the figure)."""
-    if cpu0 is None:
-        return None
+    last = None if cpu0 is None else _tree_cpu(proc)
     deadline = time.monotonic() + cap_s
-    last = _tree_cpu(proc)
     while last is not None and time.monotonic() < deadline:
         time.sleep(quiet_s)
         now = _tree_cpu(proc)
-        if now is None or now - last <= 0.05 * quiet_s:
-            last = now if now is not None else last
+        if now is None:  # gone: its last reading
             break
+        settled = now - last <= 0.05 * quiet_s
         last = now
+        if settled:
+            break
     return None if last is None else last - cpu0
 
 
@@ -785,13 +782,9 @@ def run_baseline(urls: list[str], workers: int = 2, threads: int = 16, out_dir: 
     pq.write_table(table, out_dir / "bare.parquet", compression="zstd")
     wall = time.perf_counter() - t0
     own_cpu = sum(me.cpu_times()[:2]) - me_cpu0 + sum(pool_cpu.values())
-    sys1 = psutil.cpu_times()
-    busy = lambda t: t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0) + \
-        getattr(t, "softirq", 0)
-    total = sum(sys1) - sum(sys0)
-    other = max(0.0, (busy(sys1) - busy(sys0) - own_cpu) / total) if total > 0 else 0.0
+    other, steal = machine_shares(sys0, psutil.cpu_times(), own_cpu)
     return {"wall_s": round(wall, 3), "cpu_s": round(own_cpu, 2), "other_cpu_share": round(other, 3),
-            "steal_share": steal_share(sys0, sys1),
+            "steal_share": steal,
             "pages": len(urls), "fetched": fetched, "fetch_errors": fetch_errors,
             "extracted": len(rows), "fetch_done_at_s": round(t_fetched - t0, 3),
             "extract_done_at_s": round(t_extracted - t0, 3),
