@@ -35,13 +35,20 @@ def _config(tmp_path: Path, **sql) -> Path:
     return cfg
 
 
+def _as_in_a_shell() -> None:
+    """SIGINT at its default in the command, as in a user's shell: a test runner started in the background
+    by a non-interactive shell (``cmd &``) ignores SIGINT, every child inherits that, and the Ctrl-C tests
+    then timed out with no fault of the command's."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _sql(newsmill_cmd, wh, query, cfg, tmp_path, **kw):
     env = dict(os.environ, TMPDIR=str(tmp_path / "tmpdir"))
     (tmp_path / "tmpdir").mkdir(exist_ok=True)
     (tmp_path / "cwd").mkdir(exist_ok=True)
     return subprocess.Popen([newsmill_cmd, "sql", "--warehouse", str(wh), "--config", str(cfg), *kw.pop("args", []),
                              query], cwd=tmp_path / "cwd", env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_shell, **kw)
 
 
 def _one_line_error(stderr: str) -> str:
@@ -158,7 +165,7 @@ def test_table_format_long_result_and_types(wh):
 def test_ctrl_c_during_a_query_is_one_line(tmp_path, wh, newsmill_cmd):
     """Ctrl-C used to end in ``RuntimeError: Query interrupted`` and a traceback."""
     p = subprocess.Popen([newsmill_cmd, "sql", "--warehouse", str(wh), FOREVER], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path, preexec_fn=_as_in_a_shell)
     try:
         time.sleep(4)  # past start-up: inside the statement
         p.send_signal(signal.SIGINT)
