@@ -337,20 +337,29 @@ def prefect_env(home: Path, port: int) -> dict:
 
 
 @contextmanager
-def prefect_server(workdir: Path, api_url: str | None = None):
-    """Yields (env for newsmill subprocesses, startup seconds). With ``api_url``: use that server."""
+def prefect_server(workdir: Path, api_url: str | None = None, warm: bool = True):
+    """Yields (env for newsmill subprocesses, startup seconds). With ``api_url``: use that server. Unless
+    ``warm`` is off, the served shell's warm runner (``newsmill server start --warm-only``, its own
+    ``NEWSMILL_HOME``) is started once the server is up, and stopped after."""
     import httpx
 
     home = workdir / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
+    nm_home = {"NEWSMILL_HOME": str(workdir / "newsmill-home-served")}
+    if not warm:
+        nm_home["NEWSMILL_WARM"] = "0"
     if api_url:
         env = dict(os.environ)
         env.update({"PREFECT_API_URL": api_url, "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1",
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-        yield env, None
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **nm_home})
+        start_warm(env)
+        try:
+            yield env, None
+        finally:
+            subprocess.run([str(VENV_BIN / "newsmill"), "server", "stop"], env=env, capture_output=True)
         return
     port = free_port()
-    env = prefect_env(home, port)
+    env = {**prefect_env(home, port), **nm_home}
     log = open(home / "server.log", "wb")
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
@@ -369,8 +378,10 @@ def prefect_server(workdir: Path, api_url: str | None = None):
                                    + (home / "server.log").read_text(errors="replace")[-3000:])
             time.sleep(0.2)
         startup = time.perf_counter() - t0
+        start_warm(env)
         yield env, startup
     finally:
+        subprocess.run([str(VENV_BIN / "newsmill"), "server", "stop"], env=env, capture_output=True)
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -439,11 +450,14 @@ class RssSampler:
     RSS every 0.2 s, it took ~30 ms per sample of a 1.8 GB tree, ~15 % of a core — CPU the newsmill run
     competed for and the baseline (sampled by RSS alone) did not; every 2 s, ~1.5 %."""
 
-    def __init__(self, pid: int, interval: float = 0.2, pss_interval: float = 2.0):
+    def __init__(self, pid: int, interval: float = 0.2, pss_interval: float = 2.0, runner=None):
         import psutil
 
         self._psutil = psutil
         self.proc = psutil.Process(pid)
+        self.runner = runner  # a warm runner (psutil.Process) running the command: its descendants are the run
+        self.run_pids: set[int] = set()
+        self._procs: dict = {}
         self.interval = interval
         self.pss_interval = pss_interval
         self._pss_at = float("-inf")
@@ -460,10 +474,27 @@ class RssSampler:
 
     def _sample(self) -> None:
         ps = self._psutil
-        try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-        except ps.Error:
-            return
+        if self.runner is None:
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+            except ps.Error:
+                return
+        else:  # the command's tree and the runner's descendants (the run), from one scan of the process table
+            kids: dict[int, list[int]] = {}
+            for pid, ppid in ps._pslinux.ppid_map().items() if hasattr(ps, "_pslinux") else ():
+                kids.setdefault(ppid, []).append(pid)
+            self.run_pids.update(kids.get(self.runner.pid, ()))
+            pids, stack = [], [self.proc.pid, *kids.get(self.runner.pid, ())]
+            while stack:
+                pid = stack.pop()
+                pids.append(pid)
+                stack += kids.get(pid, ())
+            procs = []
+            for pid in pids:
+                try:
+                    procs.append(self._procs[pid] if pid in self._procs else self._procs.setdefault(pid, ps.Process(pid)))
+                except ps.Error:
+                    pass
         total = 0
         for p in procs:
             try:
@@ -491,8 +522,9 @@ class RssSampler:
         self.samples += 1
 
     def process_cpu(self, pid: int) -> float:
-        """CPU seconds of process ``pid`` alone (its last sample)."""
-        return self._cpu.get(pid, 0.0)
+        """CPU seconds of process ``pid`` alone (its last sample); with a warm runner, of the run process it
+        forked for the command (the client only waits)."""
+        return self._cpu.get(pid, 0.0) + sum(self._cpu.get(p, 0.0) for p in self.run_pids)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -629,21 +661,80 @@ def _settled_cpu(proc, cpu0: float | None, quiet_s: float = 0.5, cap_s: float = 
     return None if last is None else last - cpu0
 
 
+def warm_runner(env: dict):
+    """The ``psutil.Process`` of the warm runner (``flows.warm``) under ``env``'s ``NEWSMILL_HOME``, or None."""
+    import psutil
+
+    home = env.get("NEWSMILL_HOME")
+    if not home or env.get("NEWSMILL_WARM") == "0":
+        return None
+    for f in sorted((Path(home) / "warm").glob("*.json")):
+        try:
+            p = psutil.Process(json.loads(f.read_text())["pid"])
+            if "newsmill.flows.warm" in " ".join(p.cmdline()):
+                return p
+        except (OSError, ValueError, KeyError, psutil.Error):
+            continue
+    return None
+
+
+def _children_cpu(proc) -> float:
+    """CPU seconds of ``proc``'s children it has reaped (a warm runner's finished runs, their workers'
+    included: each run waits for its forkserver, which reaps the workers)."""
+    if proc is None:
+        return 0.0
+    try:
+        t = proc.cpu_times()
+        return t.children_user + t.children_system
+    except Exception:  # noqa: BLE001 - psutil.Error: gone
+        return 0.0
+
+
+def start_warm(env: dict, log=print) -> float | None:
+    """``newsmill server start --warm-only`` under ``env`` (the served path: its own ``PREFECT_API_URL``):
+    the warm runner's warm-up seconds (once, before the rounds), or None when it is off or failed."""
+    if env.get("NEWSMILL_WARM") == "0":
+        return None
+    t0 = time.perf_counter()
+    p = subprocess.run([str(VENV_BIN / "newsmill"), "server", "start", "--warm-only"], env=env,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        log("warm runner did not start: " + p.stderr[-1000:])
+        return None
+    return time.perf_counter() - t0
+
+
+def warm_stats(env: dict) -> dict | None:
+    """The warm runner's state (runs served, warm-up seconds) under ``env``'s ``NEWSMILL_HOME``."""
+    home = env.get("NEWSMILL_HOME")
+    for f in sorted((Path(home) / "warm").glob("*.json")) if home else ():
+        try:
+            data = json.loads(f.read_text())
+            return {"runs": data.get("runs"), "warm_up_s": data.get("warm_up_s")}
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
                 profile: Path | None = None) -> dict:
     if profile is not None:
         cmd = _profiled(cmd, profile)
+        env = {**env, "NEWSMILL_WARM": "0"}  # py-spy follows the command's own process tree
     server = api_server(env)  # its CPU is the cost, on the same cores, of every run being a Prefect flow run
     server_cpu0 = _tree_cpu(server)
+    runner = warm_runner(env)
+    runner_cpu0 = _children_cpu(runner)
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-        with RssSampler(proc.pid) as rss:
+        with RssSampler(proc.pid, runner=runner) as rss:
             # wait4: the CPU time of the whole tree (each process reaps its children: pool workers ->
-            # forkserver -> newsmill), not just a sampled approximation
+            # forkserver -> newsmill), not just a sampled approximation; with a warm runner, the run is its
+            # child (reaped before the command exits): the runner's children time grew by the run's
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = rc = os.waitstatus_to_exitcode(status)
-            rss.cpu_s = usage.ru_utime + usage.ru_stime
+            rss.cpu_s = usage.ru_utime + usage.ru_stime + (_children_cpu(runner) - runner_cpu0)
         wall = time.perf_counter() - t0
     server_cpu = _settled_cpu(server, server_cpu0)
     # the command's own process (flow run, fetching, Prefect client; its last sample, <= 0.2 s old) apart from
@@ -654,7 +745,8 @@ def run_command(cmd: list[str], warehouse: Path, env: dict, log_path: Path,
               "rss_samples": rss.samples, "cpu_s": round(rss.cpu_s, 2),
               "flow_process_cpu_s": round(flow_cpu, 2), "child_cpu_s": round(max(0.0, rss.cpu_s - flow_cpu), 2),
               "other_cpu_share": round(rss.other_cpu_share, 3), "steal_share": rss.steal_share,
-              "api_server_cpu_s": None if server_cpu is None else round(server_cpu, 2)}
+              "api_server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+              "warm": bool(rss.run_pids)}
     if rc != 0:
         result["error"] = log_path.read_text(errors="replace")[-4000:]
         return result
@@ -860,7 +952,7 @@ def byte_compile() -> None:
 
 
 @contextmanager
-def fresh_shell(work: Path, log=print):
+def fresh_shell(work: Path, log=print, warm: bool = True):
     """The environment of ``newsmill`` typed in a fresh shell: no ``PREFECT_*`` variable (and an empty
     Prefect profile store), so the command finds newsmill's local Prefect server (``NEWSMILL_HOME`` under
     ``work``, a free port). Its first start (database creation) happens here, once, and is reported apart:
@@ -871,6 +963,8 @@ def fresh_shell(work: Path, log=print):
     env.update({"NEWSMILL_HOME": str(home), "NEWSMILL_SERVER_PORT": str(free_port()),
                 "PREFECT_PROFILES_PATH": str(home / "profiles.toml")})
     env.pop("NEWSMILL_LOCAL_SERVER", None)
+    if not warm:
+        env["NEWSMILL_WARM"] = "0"
     t0 = time.perf_counter()
     p = subprocess.run([str(VENV_BIN / "newsmill"), "server", "start"], env=env, capture_output=True, text=True)
     first = time.perf_counter() - t0
@@ -944,7 +1038,7 @@ def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT
         only: str | None = None, api_url: str | None = None, workdir: Path | None = None,
         extra_toml: str = "", incremental: bool = True, gzip_bodies: bool = True,
         paths: tuple[str, ...] = PATHS, temporary: bool = False, profile: Path | None = None,
-        log=print) -> dict:
+        warm: bool = True, log=print) -> dict:
     """Alternating rounds over the paths: ``served`` (ingest with a Prefect server running,
     ``PREFECT_API_URL`` set), ``cold`` (ingest as typed in a fresh shell: no ``PREFECT_*``, newsmill's local
     server found and reused), the bare baseline, and ``warc`` (``newsmill import-warc`` of the WARC files
@@ -968,9 +1062,10 @@ def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT
             report["sites"] = bases
             urls = [u for _, u in plan_urls(n, bases)]
             config = write_config(work / "bench.toml", bases, extra_toml)
-            with (prefect_server(work, api_url) if "served" in paths else _nullctx()) as (env, startup), \
-                    (fresh_shell(work, log) if need_cold else _nullctx()) as (cold_env, first_start):
+            with (prefect_server(work, api_url, warm=warm) if "served" in paths else _nullctx()) as (env, startup), \
+                    (fresh_shell(work, log, warm=warm) if need_cold else _nullctx()) as (cold_env, first_start):
                 report["prefect_server_startup_s"] = round(startup, 3) if startup else None
+                report["warm"] = warm
                 report["local_server_first_start_s"] = round(first_start, 3) if first_start else None
                 if startup:
                     log(f"prefect server up in {startup:.1f} s")
@@ -1051,6 +1146,8 @@ def run(n: int = 1000, hosts: int = 4, repeat: int = 1, data_dir: Path = DEFAULT
                     shutil.rmtree(wh, ignore_errors=True)
                     log(f"    wall {report['temporary']['wall_s']} s")
                 report["server_requests"] = server_stats(bases)
+                report["warm_runners"] = {"served": warm_stats(env) if env else None,
+                                          "cold": warm_stats(cold_env) if cold_env else None}
     finally:
         if tmp_ctx:
             tmp_ctx.cleanup()
@@ -1357,6 +1454,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="after the rounds, run the cold ingests and import-warc once more under py-spy (raw "
                          "stacks in DIR, not in the figures; needs py-spy)")
+    ap.add_argument("--no-warm", action="store_true",
+                    help="no warm runner (NEWSMILL_WARM=0): every command starts cold in its own process")
     ap.add_argument("--identity", action="store_true",
                     help="serve pages uncompressed (default: Content-Encoding: gzip, as news sites do)")
     args = ap.parse_args(argv)
@@ -1370,7 +1469,7 @@ def main(argv: list[str] | None = None) -> int:
                  api_url=args.api_url, workdir=args.workdir, extra_toml=extra,
                  incremental=not args.no_incremental, gzip_bodies=not args.identity,
                  paths=tuple(p for p in args.paths.split(",") if p), temporary=args.temporary,
-                 profile=args.profile, log=log)
+                 profile=args.profile, warm=not args.no_warm, log=log)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

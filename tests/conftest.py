@@ -30,14 +30,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _newsmill_home(tmp_path_factory):
     """Every test (and every command it runs) gets a session ``NEWSMILL_HOME`` and a free port for the local
     Prefect server newsmill starts on first use, which is stopped at the end: the suite never touches the
-    user's server nor leaves one running."""
-    keys = ("NEWSMILL_HOME", "NEWSMILL_SERVER_PORT")
+    user's server nor leaves one running. Warm runners are off (``NEWSMILL_WARM=0``) unless a test turns
+    them on."""
+    keys = ("NEWSMILL_HOME", "NEWSMILL_SERVER_PORT", "NEWSMILL_WARM")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["NEWSMILL_HOME"] = str(tmp_path_factory.mktemp("newsmill-home"))
     os.environ["NEWSMILL_SERVER_PORT"] = str(free_port())
+    # every command runs in its own process, as typed cold; tests/test_warm.py turns warm runners on
+    os.environ["NEWSMILL_WARM"] = "0"
     yield Path(os.environ["NEWSMILL_HOME"])
-    from newsmill.flows import local_server
+    from newsmill.flows import local_server, warm
 
+    warm.stop_all()
     local_server.stop()
     for k, v in saved.items():
         if v is None:

@@ -17,6 +17,7 @@ import os
 import sys
 
 from newsmill.cli import extract, maintenance, reprocess, run, serve, server, sql, stories
+from newsmill.flows import warm
 from newsmill.tasks.errors import NewsmillError
 
 __all__ = ["build_parser", "main"]
@@ -88,13 +89,34 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(_exit_now)  # first, so it runs last
     argv = sys.argv[1:] if argv is None else list(argv)
     _prefect_defaults("-v" in argv or "--verbose" in argv)  # before anything imports prefect
+    warm.remember_env()
     parser = build_parser()
     args = parser.parse_args(argv)
-    rc = _run(args)
+    rc = warm.hand_off(argv, args.command)  # a warm runner of this environment runs it, if there is one
+    if rc is None:
+        rc = _run(args)
+        _leave_warm_runner(args.command, rc)
     if program and isinstance(rc, int) and 0 <= rc <= 255:
         global _exit_code
         _exit_code = rc
     return rc
+
+
+def _leave_warm_runner(command: str, rc) -> None:
+    """After a flow command that ran here with the local Prefect server (no ``PREFECT_API_URL`` of the user's),
+    start the warm runner of this environment in the background, so the next command starts warm
+    (``flows.warm``; ``newsmill server stop`` stops it with the server, ``NEWSMILL_WARM=0`` turns it off)."""
+    if command not in warm.COMMANDS or rc != 0 or warm._in_runner or not warm.enabled():
+        return
+    from newsmill.flows import local_server
+
+    start_env = warm._start_env or {}
+    if start_env.get("PREFECT_API_URL") or not local_server.enabled() or local_server.status() is None:
+        return
+    try:
+        warm.spawn()
+    except OSError:
+        pass  # only an optimisation
 
 
 def _run(args) -> int:

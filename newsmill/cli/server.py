@@ -16,8 +16,11 @@ def add_commands(sub) -> None:
                    help="port of the API and UI (default: $NEWSMILL_SERVER_PORT, else 4280)")
     a.add_argument("--host", default=None,
                    help="address to bind (default: 127.0.0.1; see the README before exposing it)")
+    a.add_argument("--warm-only", action="store_true",
+                   help="start only the warm runner of this shell's environment (for a shell whose PREFECT_API_URL "
+                        "points at a Prefect server of your own)")
     a.set_defaults(func=cmd_server_start)
-    a = ssub.add_parser("stop", help="stop it (and its child processes)")
+    a = ssub.add_parser("stop", help="stop it and the warm runners (and their child processes)")
     a.set_defaults(func=cmd_server_stop)
     a = ssub.add_parser("status", help="URL, pid, uptime, database and log of the running server")
     a.set_defaults(func=cmd_server_status)
@@ -37,22 +40,39 @@ def _describe(info) -> str:
 
 
 def cmd_server_start(args) -> int:
-    from newsmill.flows import local_server
+    from newsmill.flows import local_server, warm
+    from newsmill.tasks.errors import NewsmillError
 
-    if args.host and args.host != local_server.DEFAULT_HOST:
-        warn_exposed(args.host)
-    info, started = local_server.ensure_running(
-        port=args.port, host=args.host,
-        on_start=lambda url, home: print(f"starting the local Prefect server on {url} (database and log "
-                                         f"in {home}) ...", file=sys.stderr, flush=True))
-    print(("started " if started else "already running: ") + _describe(info))
+    if args.warm_only:
+        if not warm.enabled():
+            raise NewsmillError(f"--warm-only: warm runners are off ({warm.SWITCH_ENV}=0)")
+    else:
+        if args.host and args.host != local_server.DEFAULT_HOST:
+            warn_exposed(args.host)
+        info, started = local_server.ensure_running(
+            port=args.port, host=args.host,
+            on_start=lambda url, home: print(f"starting the local Prefect server on {url} (database and log "
+                                             f"in {home}) ...", file=sys.stderr, flush=True))
+        print(("started " if started else "already running: ") + _describe(info))
+    if warm.enabled():
+        print("starting the warm runner of this environment ...", file=sys.stderr, flush=True)
+        runner, started = warm.start()
+        if runner is None:
+            print(f"newsmill: warning: the warm runner did not start (its log: {warm.runner_dir()}); flow "
+                  "commands run in their own process", file=sys.stderr)
+            if args.warm_only:
+                return 1
+        else:
+            print(("started " if started else "already running: ") + _describe_runner(runner))
     print("stop it with: newsmill server stop")
     return 0
 
 
 def cmd_server_stop(args) -> int:
-    from newsmill.flows import local_server
+    from newsmill.flows import local_server, warm
 
+    for runner in warm.stop_all():
+        print(f"stopped the warm runner (pid {runner.get('pid')}, {runner.get('runs', 0)} runs served)")
     info = local_server.stop()
     if info is None:
         print("no local Prefect server running")
@@ -62,15 +82,26 @@ def cmd_server_stop(args) -> int:
 
 
 def cmd_server_status(args) -> int:
-    from newsmill.flows import local_server
+    from newsmill.flows import local_server, warm
 
     info = local_server.status()
+    runners = warm.running()
+    for runner in runners:
+        print(_describe_runner(runner))
     if info is None:
         print(f"no local Prefect server running (home {local_server.server_dir()}); "
               "flow commands start one on first use")
         return 1
     print(_describe(info))
     return 0
+
+
+def _describe_runner(r) -> str:
+    import time
+
+    return (f"warm runner: pid {r.get('pid')}, up {_uptime(time.time() - r.get('started_at', time.time()))}, "
+            f"{r.get('runs', 0)} runs served, key {r.get('key')} (flow commands from the environment it was "
+            f"started in start warm)\n  log: {r.get('log')}")
 
 
 def warn_exposed(host: str) -> None:
