@@ -172,6 +172,9 @@ def hand_off(argv: list[str], command: str | None) -> int | None:
             reply, _ = _recv_json(sock)
         except (OSError, EOFError, ValueError):
             return None
+        except KeyboardInterrupt:  # Ctrl-C before the run started: closing the connection ends it if it did
+            print("newsmill: error: interrupted", file=sys.stderr)
+            return 130
         pid = reply.get("pid")
         if not isinstance(pid, int):
             return None  # refused (stale code, another Python, stopping): run here
