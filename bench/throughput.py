@@ -662,7 +662,7 @@ def _settled_cpu(proc, cpu0: float | None, quiet_s: float = 0.5, cap_s: float = 
 
 
 def warm_runner(env: dict):
-    """The ``psutil.Process`` of the warm runner (``flows.warm``) under ``env``'s ``NEWSMILL_HOME``, or None."""
+    """The ``psutil.Process`` of the warm runner (``newsmill.cli.warm``) under ``env``'s ``NEWSMILL_HOME``, or None."""
     import psutil
 
     home = env.get("NEWSMILL_HOME")
@@ -671,7 +671,7 @@ def warm_runner(env: dict):
     for f in sorted((Path(home) / "warm").glob("*.json")):
         try:
             p = psutil.Process(json.loads(f.read_text())["pid"])
-            if "newsmill.flows.warm" in " ".join(p.cmdline()):
+            if "newsmill.cli.warm" in " ".join(p.cmdline()):
                 return p
         except (OSError, ValueError, KeyError, psutil.Error):
             continue

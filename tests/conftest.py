@@ -39,7 +39,8 @@ def _newsmill_home(tmp_path_factory):
     # every command runs in its own process, as typed cold; tests/test_warm.py turns warm runners on
     os.environ["NEWSMILL_WARM"] = "0"
     yield Path(os.environ["NEWSMILL_HOME"])
-    from newsmill.flows import local_server, warm
+    from newsmill.cli import warm
+    from newsmill.flows import local_server
 
     warm.stop_all()
     local_server.stop()

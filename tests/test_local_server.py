@@ -173,6 +173,31 @@ def test_health_probe_answers_only_for_a_server_that_says_ok():
         assert not _healthy(f"http://127.0.0.2:{port}/api")
 
 
+def test_a_flow_command_on_the_local_server_leaves_a_warm_runner_the_next_one_uses(shell, tmp_path):
+    """With warm runners on (the default; the suite turns them off elsewhere): the first flow command runs
+    in its own process and starts the warm runner of its environment in the background; the next runs in
+    it; ``server stop`` stops both. A shell with ``PREFECT_API_URL`` of its own gets none unasked."""
+    env = {**shell["env"], "NEWSMILL_WARM": "1"}
+    warm_dir = shell["home"] / "warm"
+    first = nm(shell, "demo", "--warehouse", str(tmp_path / "wh1"), "--quiet", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "started a warm runner in the background" in first.stderr
+    deadline = time.monotonic() + 180
+    while not list(warm_dir.glob("*.sock")) and time.monotonic() < deadline:  # ready once it listens
+        time.sleep(0.2)
+    [state_file] = list(warm_dir.glob("*.json"))
+    runner = json.loads(state_file.read_text())
+    second = nm(shell, "demo", "--warehouse", str(tmp_path / "wh2"), "--quiet", env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "started a warm runner" not in second.stderr
+    assert json.loads(state_file.read_text())["runs"] == 1 and runner["pid"] == json.loads(state_file.read_text())["pid"]
+    assert second.stdout.splitlines()[-13:] == first.stdout.splitlines()[-13:]  # the sample query and the last line
+    stop = nm(shell, "server", "stop", env=env)
+    assert f"stopped the warm runner (pid {runner['pid']}, 1 runs served)" in stop.stdout
+    assert not psutil.pid_exists(runner["pid"]) or psutil.Process(runner["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert list(warm_dir.glob("*.json")) == [] and list(warm_dir.glob("*.sock")) == []
+
+
 def test_an_explicit_prefect_api_url_wins(shell, prefect_api, tmp_path):
     nm(shell, "server", "stop")
     env = {**shell["env"], "PREFECT_API_URL": prefect_api["url"]}

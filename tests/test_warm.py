@@ -1,4 +1,4 @@
-"""The warm runner (``flows.warm``): flow commands handed to a background process that forks a ready copy of
+"""The warm runner (``newsmill.cli.warm``): flow commands handed to a background process that forks a ready copy of
 itself per command. Real commands in subprocesses, a real ``prefect server start`` (the session's), a real
 loopback site, real DuckDB over the warehouses the runs write.
 
@@ -182,7 +182,7 @@ def _exits(pid: int, timeout: float = 30) -> bool:
 
 
 def test_another_environment_or_changed_code_runs_cold_and_a_stale_runner_retires(warm, tmp_path):
-    from newsmill.flows import warm as warm_mod
+    from newsmill.cli import warm as warm_mod
 
     with LoopbackSite(3) as site:
         cfg = write_config(tmp_path / "site.toml", site.base_url)
@@ -231,7 +231,7 @@ def test_status_stop_and_idle_exit(warm, tmp_path):
 
 
 def test_the_key_ignores_what_a_shell_changes_by_itself_and_nothing_else():
-    from newsmill.flows.warm import env_key
+    from newsmill.cli.warm import env_key
 
     base = {"PATH": "/usr/bin", "HOME": "/home/a", "PREFECT_API_URL": "http://127.0.0.1:1/api"}
     assert env_key({**base, "PWD": "/x", "SHLVL": "3", "NEWSMILL_WAREHOUSE": "w"}) == env_key(base)

@@ -17,7 +17,7 @@ import os
 import sys
 
 from newsmill.cli import extract, maintenance, reprocess, run, serve, server, sql, stories
-from newsmill.flows import warm
+from newsmill.cli import warm
 from newsmill.tasks.errors import NewsmillError
 
 __all__ = ["build_parser", "main"]
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 def _leave_warm_runner(command: str, rc) -> None:
     """After a flow command that ran here with the local Prefect server (no ``PREFECT_API_URL`` of the user's),
     start the warm runner of this environment in the background, so the next command starts warm
-    (``flows.warm``; ``newsmill server stop`` stops it with the server, ``NEWSMILL_WARM=0`` turns it off)."""
+    (``newsmill.cli.warm``; ``newsmill server stop`` stops it with the server, ``NEWSMILL_WARM=0`` turns it off)."""
     if command not in warm.COMMANDS or rc != 0 or warm._in_runner or not warm.enabled():
         return
     from newsmill.flows import local_server
@@ -114,9 +114,13 @@ def _leave_warm_runner(command: str, rc) -> None:
     if start_env.get("PREFECT_API_URL") or not local_server.enabled() or local_server.status() is None:
         return
     try:
-        warm.spawn()
+        pid = warm.spawn()
     except OSError:
-        pass  # only an optimisation
+        return  # only an optimisation
+    if pid is not None:
+        print(f"started a warm runner in the background (pid {pid}): later flow commands from this environment "
+              "start without importing Prefect and the extraction stack again; newsmill server stop stops it",
+              file=sys.stderr)
 
 
 def _run(args) -> int:

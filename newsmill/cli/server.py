@@ -40,7 +40,8 @@ def _describe(info) -> str:
 
 
 def cmd_server_start(args) -> int:
-    from newsmill.flows import local_server, warm
+    from newsmill.cli import warm
+    from newsmill.flows import local_server
     from newsmill.tasks.errors import NewsmillError
 
     if args.warm_only:
@@ -69,7 +70,8 @@ def cmd_server_start(args) -> int:
 
 
 def cmd_server_stop(args) -> int:
-    from newsmill.flows import local_server, warm
+    from newsmill.cli import warm
+    from newsmill.flows import local_server
 
     for runner in warm.stop_all():
         print(f"stopped the warm runner (pid {runner.get('pid')}, {runner.get('runs', 0)} runs served)")
@@ -82,7 +84,8 @@ def cmd_server_stop(args) -> int:
 
 
 def cmd_server_status(args) -> int:
-    from newsmill.flows import local_server, warm
+    from newsmill.cli import warm
+    from newsmill.flows import local_server
 
     info = local_server.status()
     runners = warm.running()

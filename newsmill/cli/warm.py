@@ -1,0 +1,347 @@
+"""The warm runner: a background process that has already imported Prefect, the flows and the extraction
+stack, and forks a ready copy of itself for each flow command typed in a shell.
+
+A flow command (``ingest``, ``import-warc``, ``reprocess``, ``demo``) started from a cold shell spends its
+first seconds on start-up, not on pages: ~2.6 s of CPU importing Prefect and the flows, and ~4.8 s in the
+extraction forkserver loading the extraction stack, the language model and dateparser's every-locale
+regexes (profiled: ``bench/README.md``). The warm runner pays that once. For each command it forks a child
+(a copy-on-write copy of its memory, ~20 ms), and the child becomes the command: it takes over the
+terminal's stdin/stdout/stderr (passed over a Unix socket), the working directory, the environment and the
+arguments, then runs ``newsmill.cli.main`` exactly as the cold command would — the same flow run, reported
+to the same Prefect API, the same output and exit code. The command typed in the shell (the client) only
+waits for the child's exit code, forwards signals to it (Ctrl-C is the child's Ctrl-C), and exits with it.
+
+It is a convenience, never a requirement: any doubt and the command runs in its own process as before.
+The client falls back when there is no runner for its environment, when the runner refuses (its code
+changed on disk since it started, or the client runs another Python), or when it cannot reach it.
+
+Keyed by environment: a runner serves only commands whose environment equals the one it was started with
+(every variable but a few a shell changes by itself, :data:`VOLATILE`), because Prefect and the libraries
+read theirs at import. Several can run under one ``NEWSMILL_HOME`` (a shell with ``PREFECT_API_URL`` and
+one without). Each lives in ``$NEWSMILL_HOME/warm/``::
+
+    <key>.sock   the socket commands connect to (mode 0600: only this user)
+    <key>.json   pid, start time, Python, runs served
+    <key>.lock   held by the runner while it lives (one runner per key)
+    <key>.log    its output
+
+Started by ``newsmill server start`` (``--warm-only``: without the local Prefect server, for a shell with
+its own ``PREFECT_API_URL``), and in the background after a flow command that used the local server;
+stopped by ``newsmill server stop``, or by itself after ``NEWSMILL_WARM_IDLE`` seconds without a command
+(default 3600). ``NEWSMILL_WARM=0`` turns it off (nothing is started, nothing is handed over).
+
+This module is the client side and the lifecycle (no Prefect import: it runs in every flow command before
+anything heavy is imported); the runner's process is ``newsmill.cli.warm_runner``.
+
+Each run is a fork: nothing of one run lives on into the next. The child starts its own extraction
+forkserver by forking once more (the copy already holds the preloaded stack), so a run's extraction
+workers die with the run as before (``flows.runtime._worker_init``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["COMMANDS", "RunnerInfo", "enabled", "hand_off", "running", "spawn", "start", "stop_all"]
+
+PROTOCOL = 1
+SWITCH_ENV = "NEWSMILL_WARM"
+IDLE_ENV = "NEWSMILL_WARM_IDLE"
+DEFAULT_IDLE_S = 3600.0
+COMMANDS = frozenset({"ingest", "import-warc", "reprocess", "demo"})
+# Variables a shell sets or changes by itself, or that newsmill reads only while a command runs: a command
+# may differ from the runner in these and still be handed over (the child takes the command's values).
+VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "TERM", "COLORTERM", "TERM_PROGRAM",
+                      "TERM_PROGRAM_VERSION", "TMUX_PANE", "WINDOWID", "SSH_TTY", "SSH_CLIENT", "SSH_CONNECTION",
+                      "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "NEWSMILL_WAREHOUSE", "PS1", "PS2", "PROMPT_COMMAND",
+                      "HISTFILE", "MAIL", "OLDPWD", "STY", "WINDOW", IDLE_ENV})
+READY_TIMEOUT_S = 120.0  # the runner's imports and warm-up: ~8 s of CPU, more on a loaded machine
+MAX_REQUEST = 4 << 20
+
+_in_runner = False  # True in a child: main() runs the command itself
+_start_env: dict | None = None  # the command's environment before it changed any (see remember_env)
+
+
+def remember_env() -> None:
+    """Note the environment as the command got it (``newsmill.cli.main`` calls this first): a cold run then
+    adds ``PREFECT_API_URL`` of the local server, and the runner it leaves behind must be keyed by the
+    environment the next command will come with."""
+    global _start_env
+    _start_env = dict(os.environ)
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def runner_dir() -> Path:
+    from newsmill.flows.local_server import newsmill_home
+
+    return newsmill_home() / "warm"
+
+
+def env_key(env: dict | None = None) -> str:
+    """The runner key of an environment (and of this Python: another venv has other code)."""
+    env = _start_env if env is None and _start_env is not None else os.environ if env is None else env
+    items = sorted((k, v) for k, v in env.items() if k not in VOLATILE)
+    h = hashlib.sha256(f"{PROTOCOL}\0{os.path.realpath(sys.executable)}\0{sys.prefix}".encode())
+    for k, v in items:
+        h.update(f"\0{k}={v}".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+def _paths(key: str) -> dict[str, Path]:
+    d = runner_dir()
+    return {s: d / f"{key}.{s}" for s in ("sock", "json", "lock", "log")}
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+
+def _send_json(sock: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
+    data = json.dumps(obj).encode()
+    data = struct.pack("!I", len(data)) + data
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.sendall(data)
+
+
+def _recv_exact(sock: socket.socket, n: int, buf: bytes = b"") -> bytes:
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return buf
+
+
+def _recv_json(sock: socket.socket, nfds: int = 0) -> tuple[dict, list[int]]:
+    if nfds:
+        data, fds, _flags, _addr = socket.recv_fds(sock, 65536, nfds)
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError("connection closed")
+    else:
+        data, fds = b"", []
+    try:
+        head = _recv_exact(sock, 4, data[:4])
+        (n,) = struct.unpack("!I", head)
+        if n > MAX_REQUEST:
+            raise ValueError(f"message of {n} bytes")
+        body = _recv_exact(sock, n, data[4:])
+        return json.loads(body), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def hand_off(argv: list[str], command: str | None) -> int | None:
+    """Run this command in the warm runner of this environment: its exit code, or None when there is no
+    runner for it or it declined (the caller then runs the command itself). Once the runner has started
+    the command it owns it: Ctrl-C, SIGTERM, SIGHUP and SIGQUIT are forwarded to it, and a client killed
+    outright (SIGKILL) takes the run with it, as a cold command would."""
+    if _in_runner or command not in COMMANDS or not enabled():
+        return None
+    try:
+        path = _paths(env_key())["sock"]
+        if not path.exists() or len(str(path)) > 100:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except (OSError, Exception):  # noqa: BLE001 - no runner reachable: run here
+        return None
+    with sock:
+        try:
+            sock.settimeout(30)
+            sock.connect(str(path))
+            _send_json(sock, {"v": PROTOCOL, "argv": list(argv), "argv0": sys.argv[0] if sys.argv else "newsmill",
+                              "cwd": os.getcwd(), "env": dict(_start_env if _start_env is not None else os.environ),
+                              "exe": sys.executable}, [0, 1, 2])
+            reply, _ = _recv_json(sock)
+        except (OSError, EOFError, ValueError):
+            return None
+        except KeyboardInterrupt:  # Ctrl-C before the run started: closing the connection ends it if it did
+            print("newsmill: error: interrupted", file=sys.stderr)
+            return 130
+        pid = reply.get("pid")
+        if not isinstance(pid, int):
+            return None  # refused (stale code, another Python, stopping): run here
+
+        def forward(signum, _frame):
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            try:
+                signal.signal(sig, forward)
+            except (OSError, ValueError):
+                pass
+        sock.settimeout(None)
+        try:
+            done, _ = _recv_json(sock)
+            code = done.get("exit")
+        except (OSError, EOFError, ValueError):
+            code = None
+        if not isinstance(code, int):  # the runner went away mid-run (stopped or killed): wait for the run
+            while _pid_alive(pid):
+                time.sleep(0.2)
+            print("newsmill: error: the warm runner stopped before reporting this run's exit status "
+                  "(see its log in " f"{path.parent})", file=sys.stderr)
+            return 1
+        return code
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- lifecycle
+
+
+class RunnerInfo(dict):
+    """A runner's state file: ``pid``, ``key``, ``started_at``, ``exe``, ``runs``, ``log``."""
+
+
+def running() -> list[RunnerInfo]:
+    """The runners alive under this ``NEWSMILL_HOME`` (stale state files of dead ones are removed)."""
+    d = runner_dir()
+    out = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else ():
+        try:
+            info = RunnerInfo(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+        if not _holds_lock(d / f"{p.stem}.lock"):
+            for s in ("json", "sock"):
+                (d / f"{p.stem}.{s}").unlink(missing_ok=True)
+            continue
+        out.append(info)
+    return out
+
+
+def _holds_lock(lock: Path) -> bool:
+    """Someone (the runner) holds ``lock``."""
+    try:
+        fh = open(lock, "a+b")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def _ready(key: str) -> bool:
+    path = _paths(key)["sock"]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(str(path))
+            _send_json(s, {"v": PROTOCOL, "ping": True})
+            return _recv_json(s)[0].get("pong") is True
+    except (OSError, EOFError, ValueError):
+        return False
+
+
+def spawn() -> int | None:
+    """Start the runner of this environment in the background (its own session, no terminal) unless it
+    runs; returns its pid, None when it already ran or warm runners are off. Does not wait for it."""
+    if not enabled():
+        return None
+    key = env_key()
+    paths = _paths(key)
+    if len(str(paths["sock"])) > 100:  # a Unix socket path is at most ~107 bytes
+        return None
+    paths["sock"].parent.mkdir(parents=True, exist_ok=True)
+    if _holds_lock(paths["lock"]):
+        return None
+    log = paths["log"]
+    if log.exists():
+        os.replace(log, log.with_suffix(".log.1"))
+    env = dict(_start_env if _start_env is not None else os.environ)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "newsmill.cli.warm_runner", key], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
+                                close_fds=True, env=env)
+    return proc.pid
+
+
+def start(timeout: float = READY_TIMEOUT_S) -> tuple[RunnerInfo | None, bool]:
+    """The runner of this environment, started if needed and waited for: ``(info, started)``; info None
+    when it could not start (its log says why) or warm runners are off."""
+    if not enabled():
+        return None, False
+    key = env_key()
+    if _ready(key):
+        return _info(key), False
+    pid = spawn()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ready(key):
+            return _info(key), True
+        if pid is not None and not _pid_alive(pid):
+            _reap(pid)
+            return None, True
+        time.sleep(0.2)
+    return None, True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def _info(key: str) -> RunnerInfo | None:
+    try:
+        return RunnerInfo(json.loads(_paths(key)["json"].read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def stop_all(timeout: float = 10.0) -> list[RunnerInfo]:
+    """Stop every runner under this ``NEWSMILL_HOME`` (runs already started finish on their own); returns
+    those stopped."""
+    stopped = []
+    for info in running():
+        pid = info.get("pid")
+        if not isinstance(pid, int):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+        stopped.append(info)
+    return stopped
