@@ -208,6 +208,15 @@ def test_another_environment_or_changed_code_runs_cold_and_a_stale_runner_retire
         # a new one starts for the new code
         start = nm(warm, "server", "start", "--warm-only")
         assert start.returncode == 0 and "started warm runner" in start.stdout, start.stdout + start.stderr
+        # and `server start` after an upgrade replaces a stale one instead of calling it running
+        pid = _state(warm)["pid"]
+        try:
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+            restart = nm(warm, "server", "start", "--warm-only")
+        finally:
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert restart.returncode == 0 and "started warm runner" in restart.stdout, restart.stdout + restart.stderr
+        assert _state(warm)["pid"] != pid and _exits(pid)
     assert len(_rows(tmp_path / "wh1")) == len(_rows(tmp_path / "wh2")) == 3
 
 

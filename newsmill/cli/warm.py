@@ -258,16 +258,21 @@ def _holds_lock(lock: Path) -> bool:
         return False
 
 
-def _ready(key: str) -> bool:
+def _ping(key: str) -> str | None:
+    """``"ready"``: the runner of ``key`` answers and its code is current; ``"stale"``: it answers but its
+    code changed on disk (it retires now); None: no runner answers."""
     path = _paths(key)["sock"]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2)
+            s.settimeout(5)
             s.connect(str(path))
             _send_json(s, {"v": PROTOCOL, "ping": True})
-            return _recv_json(s)[0].get("pong") is True
+            reply = _recv_json(s)[0]
     except (OSError, EOFError, ValueError):
-        return False
+        return None
+    if reply.get("pong") is not True:
+        return None
+    return "stale" if reply.get("stale") else "ready"
 
 
 def spawn() -> int | None:
@@ -295,22 +300,25 @@ def spawn() -> int | None:
 
 def start(timeout: float = READY_TIMEOUT_S) -> tuple[RunnerInfo | None, bool]:
     """The runner of this environment, started if needed and waited for: ``(info, started)``; info None
-    when it could not start (its log says why) or warm runners are off."""
+    when it could not start (its log says why) or warm runners are off. A runner whose code changed on
+    disk retires and a new one starts."""
     if not enabled():
         return None, False
     key = env_key()
-    if _ready(key):
-        return _info(key), False
-    pid = spawn()
+    lock = _paths(key)["lock"]
+    pid = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _ready(key):
-            return _info(key), True
-        if pid is not None and not _pid_alive(pid):
+        if _ping(key) == "ready":
+            return _info(key), pid is not None
+        if pid is None:
+            if not _holds_lock(lock):  # none runs (a stale one has retired): start one
+                pid = spawn()
+        elif not _pid_alive(pid):  # it failed (its log says why)
             _reap(pid)
             return None, True
         time.sleep(0.2)
-    return None, True
+    return None, pid is not None
 
 
 def _reap(pid: int) -> None:

@@ -78,6 +78,10 @@ def serve(key: str) -> int:
     if threading.active_count() != 1:  # a fork copies only the forking thread: refuse rather than risk it
         _log(f"threads running after the imports ({threading.enumerate()}): not safe to fork; exiting")
         return 1
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what the imports built is read-only from here: no run's collector walks it (or copies its pages)
     files = _module_files()
     idle_s = warm.DEFAULT_IDLE_S
     try:
@@ -218,7 +222,11 @@ def _answer(conn: socket.socket, key: str, env0: dict, files: dict, own_fds, sta
     try:
         req, fds = _recv_json(conn, nfds=3)
         if req.get("ping"):
-            _send_json(conn, {"pong": True})
+            changed = _stale(files)
+            if changed:
+                _log(f"code changed on disk since the runner started ({changed}): retiring")
+                state["stale"] = True
+            _send_json(conn, {"pong": True, "stale": bool(changed)})
             return None
         reason = None
         env = req.get("env")
