@@ -173,17 +173,44 @@ def test_health_probe_answers_only_for_a_server_that_says_ok():
         assert not _healthy(f"http://127.0.0.2:{port}/api")
 
 
+def _with_terminal_stderr(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
+    """``cmd`` with its stderr on a pseudo-terminal (as typed in a shell); stdout captured."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=slave, text=True)
+        os.close(slave)
+        err = b""
+        while True:  # drain the terminal while it runs (its buffer is small)
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed it
+                break
+            if not chunk:
+                break
+            err += chunk
+        out = p.stdout.read()
+        p.wait(timeout=600)
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err.decode(errors="replace"))
+
+
 def test_a_flow_command_on_the_local_server_leaves_a_warm_runner_the_next_one_uses(shell, tmp_path):
     """With warm runners on (the default; the suite turns them off elsewhere): the first flow command runs
     in its own process and starts the warm runner of its environment in the background; the next runs in
     it; ``server stop`` stops both. A shell with ``PREFECT_API_URL`` of its own gets none unasked."""
     env = {**shell["env"], "NEWSMILL_WARM": "1"}
     warm_dir = shell["home"] / "warm"
-    first = nm(shell, "demo", "--warehouse", str(tmp_path / "wh1"), "--quiet", env=env)
+    untyped = nm(shell, "demo", "--warehouse", str(tmp_path / "wh0"), "--quiet", env=env)
+    assert untyped.returncode == 0, untyped.stderr[-3000:]
+    assert "warm runner" not in untyped.stderr and not warm_dir.exists()  # no terminal: a script, cron, CI
+    first = _with_terminal_stderr([NEWSMILL, "demo", "--warehouse", str(tmp_path / "wh1"), "--quiet"], env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "started a warm runner in the background" in first.stderr
     deadline = time.monotonic() + 180
-    while not list(warm_dir.glob("*.sock")) and time.monotonic() < deadline:  # ready once it listens
+    while not list(warm_dir.glob("*.json")) and time.monotonic() < deadline:  # written once it listens
         time.sleep(0.2)
     [state_file] = list(warm_dir.glob("*.json"))
     runner = json.loads(state_file.read_text())

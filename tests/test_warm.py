@@ -145,10 +145,32 @@ def test_ctrl_c_reaches_the_run_and_the_warehouse_is_left_usable(warm, tmp_path)
         site.release()
         assert p.returncode == 130, err[-3000:]
         assert "newsmill: error: interrupted" in err
+        assert f"run {run.pid}: exit 130" in _log(warm)  # the run itself took the Ctrl-C and said so
         assert _gone(tree)
         again = nm(warm, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh"), "--quiet")
         assert again.returncode == 0, again.stderr[-3000:]
     assert len(_rows(tmp_path / "wh")) == 8
+
+
+def test_the_command_s_umask_and_a_closed_stdio_are_respected(warm, tmp_path):
+    """The run takes the command's process state (here its umask: the Parquet files' modes show it); a
+    command with a closed stdin/stdout is never handed over (its socket would take that descriptor)."""
+    with LoopbackSite(3) as site:
+        cfg = write_config(tmp_path / "site.toml", site.base_url)
+        runs0 = _state(warm)["runs"]
+        p = subprocess.run([NEWSMILL, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh"), "--quiet"],
+                           env=warm["env"], capture_output=True, text=True, timeout=600,
+                           preexec_fn=lambda: os.umask(0o027))
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert _state(warm)["runs"] == runs0 + 1
+        modes = {f.stat().st_mode & 0o777 for f in (tmp_path / "wh").rglob("*.parquet")}
+        assert modes == {0o640}, modes
+        closed = subprocess.run([NEWSMILL, "ingest", "--config", str(cfg), "--warehouse", str(tmp_path / "wh2"),
+                                 "--quiet"], env=warm["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                timeout=600, preexec_fn=lambda: os.close(0))
+        assert closed.returncode == 0, closed.stderr[-3000:]
+        assert _state(warm)["runs"] == runs0 + 1  # ran in its own process
+    assert len(_rows(tmp_path / "wh2")) == 3
 
 
 def test_a_command_killed_outright_takes_its_run_and_workers_along(warm, tmp_path):

@@ -103,10 +103,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _leave_warm_runner(command: str, rc) -> None:
-    """After a flow command that ran here with the local Prefect server (no ``PREFECT_API_URL`` of the user's),
-    start the warm runner of this environment in the background, so the next command starts warm
+    """After a flow command typed in a terminal that ran here with the local Prefect server (no
+    ``PREFECT_API_URL`` of the user's), start the warm runner of this environment in the background, so the
+    next command starts warm
     (``newsmill.cli.warm``; ``newsmill server stop`` stops it with the server, ``NEWSMILL_WARM=0`` turns it off)."""
     if command not in warm.COMMANDS or rc != 0 or warm._in_runner or not warm.enabled():
+        return
+    try:
+        if not sys.stderr.isatty():  # a cron job, CI, a script: nobody types the next command (server start does)
+            return
+    except (AttributeError, ValueError):
         return
     from newsmill.flows import local_server
 

@@ -62,9 +62,13 @@ COMMANDS = frozenset({"ingest", "import-warc", "reprocess", "demo"})
 # Variables a shell sets or changes by itself, or that newsmill reads only while a command runs: a command
 # may differ from the runner in these and still be handed over (the child takes the command's values).
 VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "TERM", "COLORTERM", "TERM_PROGRAM",
-                      "TERM_PROGRAM_VERSION", "TMUX_PANE", "WINDOWID", "SSH_TTY", "SSH_CLIENT", "SSH_CONNECTION",
-                      "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "NEWSMILL_WAREHOUSE", "PS1", "PS2", "PROMPT_COMMAND",
-                      "HISTFILE", "MAIL", "OLDPWD", "STY", "WINDOW", IDLE_ENV})
+                      "TERM_PROGRAM_VERSION", "TMUX", "TMUX_PANE", "WINDOWID", "SSH_TTY", "SSH_CLIENT",
+                      "SSH_CONNECTION", "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY", "NEWSMILL_WAREHOUSE", "PS1", "PS2",
+                      "PROMPT_COMMAND", "HISTFILE", "MAIL", "STY", "WINDOW", "GNOME_TERMINAL_SCREEN",
+                      "GNOME_TERMINAL_SERVICE", "KITTY_WINDOW_ID", "KONSOLE_DBUS_WINDOW", "KONSOLE_DBUS_SESSION",
+                      "VTE_VERSION", "ALACRITTY_WINDOW_ID", "WEZTERM_PANE", "XDG_SESSION_ID", "INVOCATION_ID",
+                      "JOURNAL_STREAM", "VSCODE_GIT_IPC_HANDLE", "VSCODE_GIT_ASKPASS_NODE", "VSCODE_GIT_ASKPASS_MAIN",
+                      "VSCODE_GIT_ASKPASS_EXTRA_ARGS", "VSCODE_INJECTION", SWITCH_ENV, IDLE_ENV})
 READY_TIMEOUT_S = 120.0  # the runner's imports and warm-up: ~8 s of CPU, more on a loaded machine
 MAX_REQUEST = 4 << 20
 
@@ -94,7 +98,9 @@ def env_key(env: dict | None = None) -> str:
     """The runner key of an environment (and of this Python: another venv has other code)."""
     env = _start_env if env is None and _start_env is not None else os.environ if env is None else env
     items = sorted((k, v) for k, v in env.items() if k not in VOLATILE)
-    h = hashlib.sha256(f"{PROTOCOL}\0{os.path.realpath(sys.executable)}\0{sys.prefix}".encode())
+    # and of the interpreter's flags (-X dev, -W error, -O: a runner is started without any)
+    flags = f"{tuple(sys.flags)}{sys.warnoptions}{sorted(sys._xoptions.items())}"
+    h = hashlib.sha256(f"{PROTOCOL}\0{os.path.realpath(sys.executable)}\0{sys.prefix}\0{flags}".encode())
     for k, v in items:
         h.update(f"\0{k}={v}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
@@ -148,17 +154,59 @@ def _recv_json(sock: socket.socket, nfds: int = 0) -> tuple[dict, list[int]]:
         raise
 
 
+_PROJECT_PREFECT_FILES = (".env", "prefect.toml")
+
+
+def _project_settings_here(cwd: str) -> bool:
+    """The working directory holds settings Prefect reads at import from the directory it starts in (a
+    ``.env``, a ``prefect.toml``, a ``pyproject.toml`` with ``[tool.prefect]``): the runner, started
+    elsewhere, did not read them, so such a command runs in its own process."""
+    for name in _PROJECT_PREFECT_FILES:
+        if os.path.exists(os.path.join(cwd, name)):
+            return True
+    try:
+        with open(os.path.join(cwd, "pyproject.toml"), "rb") as fh:
+            return b"[tool.prefect" in fh.read(1 << 20)
+    except OSError:
+        return False
+
+
+def _process_state() -> dict:
+    """What a process inherits besides its environment and directory: umask, niceness, resource limits (the
+    run applies the command's; the runner declines a command whose limits it cannot give)."""
+    import resource
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    limits = {}
+    for name in ("RLIMIT_NOFILE", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NPROC",
+                 "RLIMIT_CORE", "RLIMIT_STACK"):
+        if hasattr(resource, name):
+            try:
+                limits[name] = list(resource.getrlimit(getattr(resource, name)))
+            except (OSError, ValueError):
+                pass
+    return {"umask": mask, "nice": os.getpriority(os.PRIO_PROCESS, 0), "rlimits": limits}
+
+
 def hand_off(argv: list[str], command: str | None) -> int | None:
     """Run this command in the warm runner of this environment: its exit code, or None when there is no
     runner for it or it declined (the caller then runs the command itself). Once the runner has started
-    the command it owns it: Ctrl-C, SIGTERM, SIGHUP and SIGQUIT are forwarded to it, and a client killed
-    outright (SIGKILL) takes the run with it, as a cold command would."""
+    the command it owns it: Ctrl-C, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are forwarded to the run's process
+    group, Ctrl-Z stops it with the command and ``fg`` resumes both, and a client killed outright (SIGKILL)
+    takes the run with it, as a cold command would."""
     if _in_runner or command not in COMMANDS or not enabled():
         return None
     try:
         path = _paths(env_key())["sock"]
-        if not path.exists() or len(str(path)) > 100:
+        if not path.exists() or len(str(path)) > 100 or path.stat().st_uid != os.getuid():
             return None
+        for fd in (0, 1, 2):  # a closed one would be taken by the socket below and handed over as stdio
+            os.fstat(fd)
+        cwd = os.getcwd()
+        if _project_settings_here(cwd):
+            return None
+        state = _process_state()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     except (OSError, Exception):  # noqa: BLE001 - no runner reachable: run here
         return None
@@ -167,8 +215,8 @@ def hand_off(argv: list[str], command: str | None) -> int | None:
             sock.settimeout(30)
             sock.connect(str(path))
             _send_json(sock, {"v": PROTOCOL, "argv": list(argv), "argv0": sys.argv[0] if sys.argv else "newsmill",
-                              "cwd": os.getcwd(), "env": dict(_start_env if _start_env is not None else os.environ),
-                              "exe": sys.executable}, [0, 1, 2])
+                              "cwd": cwd, "env": dict(_start_env if _start_env is not None else os.environ),
+                              "exe": sys.executable, "process": state}, [0, 1, 2])
             reply, _ = _recv_json(sock)
         except (OSError, EOFError, ValueError):
             return None
@@ -179,29 +227,60 @@ def hand_off(argv: list[str], command: str | None) -> int | None:
         if not isinstance(pid, int):
             return None  # refused (stale code, another Python, stopping): run here
 
-        def forward(signum, _frame):
+        def to_run(signum):
             try:
-                os.kill(pid, signum)
+                os.killpg(pid, signum)  # the run, its forkserver and workers: a terminal signals the whole group
             except OSError:
-                pass
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        def forward(signum, _frame):
+            to_run(signum)
+
+        def stop(_signum, _frame):  # Ctrl-Z: stop the run, then this command (the shell's job)
+            to_run(signal.SIGSTOP)
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+        def cont(_signum, _frame):  # fg / bg
+            to_run(signal.SIGCONT)
+
+        for sig, handler in ((signal.SIGINT, forward), (signal.SIGTERM, forward), (signal.SIGHUP, forward),
+                             (signal.SIGQUIT, forward), (signal.SIGWINCH, forward), (signal.SIGTSTP, stop),
+                             (signal.SIGCONT, cont)):
             try:
-                signal.signal(sig, forward)
+                signal.signal(sig, handler)
             except (OSError, ValueError):
                 pass
         sock.settimeout(None)
-        try:
-            done, _ = _recv_json(sock)
-            code = done.get("exit")
-        except (OSError, EOFError, ValueError):
-            code = None
+        done: dict = {}
+        while True:
+            try:
+                done, _ = _recv_json(sock)
+            except InterruptedError:
+                continue
+            except (OSError, EOFError, ValueError):
+                done = {}
+            break
+        code = done.get("exit")
         if not isinstance(code, int):  # the runner went away mid-run (stopped or killed): wait for the run
             while _pid_alive(pid):
                 time.sleep(0.2)
             print("newsmill: error: the warm runner stopped before reporting this run's exit status "
                   "(see its log in " f"{path.parent})", file=sys.stderr)
             return 1
+        sig = done.get("signal")
+        if isinstance(sig, int) and sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                                            signal.SIGKILL):
+            # the run died of a signal: so does the command, as a cold one would (a shell sees the same status)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+            except (OSError, ValueError):
+                pass
         return code
 
 
@@ -284,7 +363,13 @@ def spawn() -> int | None:
     paths = _paths(key)
     if len(str(paths["sock"])) > 100:  # a Unix socket path is at most ~107 bytes
         return None
-    paths["sock"].parent.mkdir(parents=True, exist_ok=True)
+    d = paths["sock"].parent
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid():  # someone else's directory: they could plant a socket or read the logs
+        return None
+    if st.st_mode & 0o077:
+        os.chmod(d, 0o700)
     if _holds_lock(paths["lock"]):
         return None
     log = paths["log"]
@@ -336,8 +421,8 @@ def _info(key: str) -> RunnerInfo | None:
 
 
 def stop_all(timeout: float = 10.0) -> list[RunnerInfo]:
-    """Stop every runner under this ``NEWSMILL_HOME`` (runs already started finish on their own); returns
-    those stopped."""
+    """Stop every runner under this ``NEWSMILL_HOME``: it takes no new command (runs already started finish
+    and report their exit to their commands); returns those stopped."""
     stopped = []
     for info in running():
         pid = info.get("pid")
@@ -347,8 +432,13 @@ def stop_all(timeout: float = 10.0) -> list[RunnerInfo]:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
+        # it stops taking commands and releases its lock at once; runs it started finish on their own
+        lock = runner_dir() / f"{info.get('key')}.lock"
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and _holds_lock(lock) and _pid_alive(pid):
+            time.sleep(0.05)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and _pid_alive(pid):  # with no run left it exits right after
             _reap(pid)
             time.sleep(0.05)
         stopped.append(info)

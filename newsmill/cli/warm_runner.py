@@ -85,8 +85,16 @@ def serve(key: str) -> int:
         return 1
     t0 = time.monotonic()
     _preload()
-    if threading.active_count() != 1:  # a fork copies only the forking thread: refuse rather than risk it
+    # A fork copies only the forking thread. No Python thread may run here; the native threads the imports
+    # start (OpenBLAS's pool, pyarrow's jemalloc background thread) stop or lock around a fork in their own
+    # pthread_atfork handlers — the extraction forkserver forks its workers the same way in a cold run.
+    if threading.active_count() != 1:
         _log(f"threads running after the imports ({threading.enumerate()}): not safe to fork; exiting")
+        return 1
+    try:  # a run is watched through its pidfd (Linux >= 5.3): without one, serve nothing
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError) as exc:
+        _log(f"no pidfd_open here ({exc}): not serving; commands run in their own process")
         return 1
     import gc
 
@@ -144,7 +152,9 @@ def serve(key: str) -> int:
             sel.unregister(listener)
             listener.close()
             listener = None
-            paths["sock"].unlink(missing_ok=True)
+            for name in ("sock", "json"):
+                paths[name].unlink(missing_ok=True)
+            lock_fh.close()  # a new runner may start now (the runs still running report to this one)
             _log("stopping: no new runs; waiting for %d running" % len(runs))
         if stopping and not runs:
             break
@@ -200,26 +210,25 @@ def serve(key: str) -> int:
                 r = runs.pop(pid)
                 sel.unregister(r["pidfd"])
                 os.close(r["pidfd"])
+                signum = None
                 try:
                     _, status = os.waitpid(pid, 0)
                     code = os.waitstatus_to_exitcode(status)
                 except ChildProcessError:
                     code = 1
                 if code < 0:
-                    code = 128 - code
+                    signum, code = -code, 128 - code
                 try:
                     sel.unregister(r["conn"])
                 except (KeyError, ValueError):
                     pass
                 try:
-                    _send_json(r["conn"], {"exit": code})
+                    _send_json(r["conn"], {"exit": code, "signal": signum})
                 except OSError:
                     pass
                 r["conn"].close()
                 last_activity = time.monotonic()
                 _log(f"run {pid}: exit {code} in {time.monotonic() - r['t0']:.1f} s")
-    for s in ("sock", "json"):
-        paths[s].unlink(missing_ok=True)
     _log("stopped")
     sys.stderr.flush()
     os._exit(0)  # nothing to tear down: no half a second of module teardown with the lock still held
@@ -248,6 +257,10 @@ def _answer(conn: socket.socket, key: str, env0: dict, files: dict, own_fds, sta
             reason = "malformed request"
         elif {k: v for k, v in env.items() if k not in VOLATILE} != env0:
             reason = "another environment"
+        elif _peer_uid(conn) not in (None, os.getuid()):
+            reason = "another user"
+        elif (why := _cannot_apply(req.get("process"))) is not None:
+            reason = why
         else:
             changed = _stale(files)
             if changed:
@@ -260,7 +273,12 @@ def _answer(conn: socket.socket, key: str, env0: dict, files: dict, own_fds, sta
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child becomes the command and never returns
             _child(req, fds, [*own_fds(), conn.fileno()])
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except BaseException:  # the client will run it itself: this copy must not run too
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
         conn.settimeout(None)
         try:
             _send_json(conn, {"pid": pid})
@@ -274,6 +292,50 @@ def _answer(conn: socket.socket, key: str, env0: dict, files: dict, own_fds, sta
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    """The connecting process's user (``SO_PEERCRED``), None where the platform does not say."""
+    try:
+        import struct
+
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", creds)[1]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cannot_apply(process) -> str | None:
+    """Why a run could not take the command's process state (niceness, resource limits), or None."""
+    import resource
+
+    if not isinstance(process, dict):
+        return "malformed request"
+    nice = process.get("nice")
+    if isinstance(nice, int) and nice < os.getpriority(os.PRIO_PROCESS, 0):
+        return "a higher priority than the runner's"
+    for name, (soft, hard) in (process.get("rlimits") or {}).items():
+        res = getattr(resource, name, None)
+        if res is None:
+            continue
+        _, own_hard = resource.getrlimit(res)
+        if own_hard != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > own_hard):
+            return f"a higher {name} limit than the runner's"
+    return None
+
+
+def _apply(process: dict) -> None:  # pragma: no cover - in the child
+    """The command's umask, niceness and resource limits (checked by ``_cannot_apply``)."""
+    import resource
+
+    os.umask(int(process.get("umask", 0o022)))
+    nice = process.get("nice")
+    if isinstance(nice, int) and nice != os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    for name, (soft, hard) in (process.get("rlimits") or {}).items():
+        res = getattr(resource, name, None)
+        if res is not None and tuple(resource.getrlimit(res)) != (soft, hard):
+            resource.setrlimit(res, (soft, hard))
 
 
 def _child(req: dict, fds: list[int], parent_fds: list[int]) -> None:  # pragma: no cover - in the child
@@ -295,6 +357,7 @@ def _child(req: dict, fds: list[int], parent_fds: list[int]) -> None:  # pragma:
                     pass
         sys.stdout.reconfigure(line_buffering=os.isatty(1))
         warm._in_runner = True  # never hand the command over again
+        _apply(req["process"])
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -314,8 +377,13 @@ def _child(req: dict, fds: list[int], parent_fds: list[int]) -> None:  # pragma:
             code = c if isinstance(c, int) else (0 if c is None else 1)
             if c is not None and not isinstance(c, int):
                 print(c, file=sys.stderr)
-        _finish()
-    except BaseException:  # noqa: BLE001 - the command's own traceback, as a cold command shows it
+        except BaseException:  # noqa: BLE001 - the command's own traceback, as a cold command shows it
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        _finish()  # as an interpreter's exit: after a traceback too
+    except BaseException:  # noqa: BLE001 - setting the run up failed
         import traceback
 
         traceback.print_exc()
