@@ -690,7 +690,7 @@ def _children_cpu(proc) -> float:
         return 0.0
 
 
-def start_warm(env: dict, log=print) -> float | None:
+def start_warm(env: dict, log=lambda m: print(m, file=sys.stderr)) -> float | None:
     """``newsmill server start --warm-only`` under ``env`` (the served path: its own ``PREFECT_API_URL``):
     the warm runner's warm-up seconds (once, before the rounds), or None when it is off or failed."""
     if env.get("NEWSMILL_WARM") == "0":

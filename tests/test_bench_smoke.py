@@ -19,10 +19,15 @@ def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "throughput.py"), "--n", "12", "--hosts", "2", "--json",
          "--api-url", prefect_api["url"], "--workdir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=600, cwd=str(REPO), env=prefect_api["env"],
+        capture_output=True, text=True, timeout=600, cwd=str(REPO), env={**prefect_api["env"], "NEWSMILL_WARM": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     report = json.loads(proc.stdout)
+    # warm runners (the default): one per path, started before the rounds; every newsmill command ran in one
+    assert report["warm"] is True
+    assert report["warm_runners"]["served"]["runs"] == 2 and report["warm_runners"]["cold"]["runs"] == 3, report
+    run0 = report["runs"][0]
+    assert all(run0[k]["warm"] for k in ("newsmill", "incremental", "cold", "cold_incremental", "import")), run0
     s = report["summary"]
     assert report["n"] == 12 and len(report["sites"]) == 2
     assert s["pages_fetched"] == 12, report
@@ -65,6 +70,9 @@ def test_throughput_bench_smoke(prefect_api, newsmill_cmd, tmp_path):
     # the bench stopped the local server it started
     state = tmp_path / "work" / "newsmill-home" / "prefect" / "server.json"
     assert not state.exists()
+    # and the warm runners
+    for home in ("newsmill-home", "newsmill-home-served"):
+        assert list((tmp_path / "work" / home / "warm").glob("*.json")) == [], home
 
 
 def test_throughput_rounds_swap_the_two_ingest_paths():

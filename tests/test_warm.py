@@ -269,3 +269,15 @@ def test_the_key_ignores_what_a_shell_changes_by_itself_and_nothing_else():
     for k, v in (("PREFECT_API_URL", "http://127.0.0.1:2/api"), ("PYTHONHASHSEED", "1"), ("LANG", "C"),
                  ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO")):
         assert env_key({**base, k: v}) != env_key(base), k
+
+
+def test_a_deep_home_gets_its_socket_in_a_private_short_path(tmp_path, monkeypatch):
+    from newsmill.cli import warm as warm_mod
+
+    monkeypatch.setenv("NEWSMILL_HOME", str(tmp_path / ("d" * 60) / ("e" * 60)))
+    paths = warm_mod._paths("0123456789abcdef")
+    assert len(os.fsencode(paths["sock"])) <= 100 and paths["json"].parent == warm_mod.runner_dir()
+    assert warm_mod._private_dir(paths["sock"].parent)
+    assert paths["sock"].parent.stat().st_mode & 0o777 == 0o700
+    monkeypatch.setenv("NEWSMILL_HOME", str(tmp_path / "short"))
+    assert warm_mod._paths("0123456789abcdef")["sock"].parent == warm_mod.runner_dir()

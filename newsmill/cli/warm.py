@@ -108,7 +108,26 @@ def env_key(env: dict | None = None) -> str:
 
 def _paths(key: str) -> dict[str, Path]:
     d = runner_dir()
-    return {s: d / f"{key}.{s}" for s in ("sock", "json", "lock", "log")}
+    out = {s: d / f"{key}.{s}" for s in ("sock", "json", "lock", "log")}
+    if len(os.fsencode(out["sock"])) > 100:  # a Unix socket path holds ~107 bytes: a deep NEWSMILL_HOME gets
+        # its socket in a private directory of this user's under the temp directory, named by the long path
+        import tempfile
+
+        name = hashlib.sha256(os.fsencode(out["sock"])).hexdigest()[:24]
+        out["sock"] = Path(tempfile.gettempdir()) / f"newsmill-warm-{os.getuid()}" / f"{name}.sock"
+    return out
+
+
+def _private_dir(d: Path) -> bool:
+    """``d`` exists (created 0700 if not), is this user's and only this user's: False when it is someone
+    else's (they could plant a socket there or read the logs)."""
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid():
+        return False
+    if st.st_mode & 0o077:
+        os.chmod(d, 0o700)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- client
@@ -199,7 +218,7 @@ def hand_off(argv: list[str], command: str | None) -> int | None:
         return None
     try:
         path = _paths(env_key())["sock"]
-        if not path.exists() or len(str(path)) > 100 or path.stat().st_uid != os.getuid():
+        if not path.exists() or path.stat().st_uid != os.getuid():
             return None
         for fd in (0, 1, 2):  # a closed one would be taken by the socket below and handed over as stdio
             os.fstat(fd)
@@ -316,7 +335,7 @@ def running() -> list[RunnerInfo]:
             continue
         if not _holds_lock(d / f"{p.stem}.lock"):
             for s in ("json", "sock"):
-                (d / f"{p.stem}.{s}").unlink(missing_ok=True)
+                _paths(p.stem)[s].unlink(missing_ok=True)
             continue
         out.append(info)
     return out
@@ -361,15 +380,8 @@ def spawn() -> int | None:
         return None
     key = env_key()
     paths = _paths(key)
-    if len(str(paths["sock"])) > 100:  # a Unix socket path is at most ~107 bytes
+    if not all(_private_dir(p.parent) for p in (paths["lock"], paths["sock"])):
         return None
-    d = paths["sock"].parent
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = d.stat()
-    if st.st_uid != os.getuid():  # someone else's directory: they could plant a socket or read the logs
-        return None
-    if st.st_mode & 0o077:
-        os.chmod(d, 0o700)
     if _holds_lock(paths["lock"]):
         return None
     log = paths["log"]
@@ -399,6 +411,8 @@ def start(timeout: float = READY_TIMEOUT_S) -> tuple[RunnerInfo | None, bool]:
         if pid is None:
             if not _holds_lock(lock):  # none runs (a stale one has retired): start one
                 pid = spawn()
+                if pid is None and not _holds_lock(lock):  # cannot (a directory not ours)
+                    return None, False
         elif not _pid_alive(pid):  # it failed (its log says why)
             _reap(pid)
             return None, True
