@@ -88,6 +88,12 @@ def enabled() -> bool:
     return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def _reap(pid: int) -> None:
+    from newsmill.flows.local_server import _reap as reap  # collect our own child; never raises
+
+    reap(pid)
+
+
 def runner_dir() -> Path:
     from newsmill.flows.local_server import newsmill_home
 
@@ -418,13 +424,6 @@ def start(timeout: float = READY_TIMEOUT_S) -> tuple[RunnerInfo | None, bool]:
             return None, True
         time.sleep(0.2)
     return None, pid is not None
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
 
 
 def _info(key: str) -> RunnerInfo | None:
