@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from newsmill.tasks.errors import NewsmillError
 
 __all__ = ["port_free", "server_env", "start_server", "stop_server"]
@@ -64,6 +62,8 @@ def start_server(host: str, port: int, *, timeout: float = 90.0, log_path: Path 
     proc = subprocess.Popen([*cmd, "server", "start", "--host", host, "--port", str(port)], env=env,
                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT if log_path else None,
                             start_new_session=True)
+    import httpx  # here: the warm runner's client imports this module and needs none of httpx (~0.1 s)
+
     deadline = time.monotonic() + timeout
     while True:
         try:
