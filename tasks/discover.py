@@ -8,7 +8,9 @@ source's feeds, sitemaps and URLs (``robots``). Once ``max_pages`` URLs are kept
 sitemap is fetched.
 
 Safety: every document is fetched by the ``Fetcher`` (robots, address guard, caps) and parsed from the
-bytes we hold — feedparser is given a ``BytesIO``, never a URL or path (it would read local files). A
+bytes we hold — feedparser is given a ``BytesIO``, never a URL or path (it would read local files). Feeds
+of the common shapes (well-formed UTF-8 RSS 2.0/0.9x, RSS 1.0, Atom 1.0) are read by lxml with
+feedparser's rules for an entry's link and date (``_fast_feed``, ~20× faster), every other by feedparser. A
 document whose DOCTYPE declares entities is refused before any parser sees it (``parse_error``: the
 billion-laughs family); sitemaps are parsed by lxml with ``resolve_entities=False, no_network=True,
 huge_tree=False``. Gzipped sitemaps are decompressed with a cap of ``max_sitemap_bytes``
@@ -122,9 +124,131 @@ _XML_PARSER_KW = dict(resolve_entities=False, no_network=True, huge_tree=False, 
                       dtd_validation=False, remove_comments=True, remove_pis=True)
 
 
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_RSS1 = "{http://purl.org/rss/1.0/}"
+_RDF_ROOT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF"
+_DC = "{http://purl.org/dc/elements/1.1/}"
+_DCTERMS = "{http://purl.org/dc/terms/}"
+# feedparser's date slots (overwritten by a later element of the same slot): published, updated, created
+_DATE_SLOT = {"pubDate": 0, "published": 0, "issued": 0, f"{_DCTERMS}issued": 0,
+              "updated": 1, "modified": 1, "lastBuildDate": 1, f"{_DC}date": 1, f"{_DCTERMS}modified": 1,
+              "created": 2, f"{_DCTERMS}created": 2}
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")  # feedparser maps html/xhtml to these
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([^\s;\"']+)", re.I)
+_RFC2822_TZ = re.compile(r"(?:[+-]\d{4}|\b(?:UT|UTC|GMT|Z|[ECMP][SD]T))\s*$", re.I)
+_UTF8 = ("utf-8", "utf8")
+
+
+_NO = object()  # a value the fast path leaves to feedparser
+
+
+def _fast_date(text: str):
+    """An entry date as feedparser reads it (to the second, UTC), or ``_NO`` for a form left to it."""
+    dt = parse_datetime(text)
+    if dt is None or (not text[:4].isdigit() and not _RFC2822_TZ.search(text)):
+        return _NO  # a form or a time zone name email.utils does not know: feedparser reads more of them
+    return dt.replace(microsecond=0)
+
+
+def _fast_feed(data: bytes, url: str, content_type: str | None) -> list[_Item] | None:
+    """The entries of a well-formed UTF-8 RSS 2.0/0.9x, RSS 1.0 or Atom 1.0 feed read by lxml in one pass,
+    with feedparser's rules for which link and which date an entry has; None for anything else (feedparser
+    then reads it: its lenient parser, other encodings, ``xml:base``, Atom links inside RSS, unusual date
+    forms). The same entries as feedparser, ~20 times faster (feedparser spends ~0.25 ms per entry: a
+    5,000-entry rerun's discovery was mostly feed parsing)."""
+    m = _CHARSET.search(content_type or "")
+    if m and m.group(1).lower() not in _UTF8 + ("us-ascii", "ascii"):
+        return None
+    m = _XML_ENCODING.match(data[:200])
+    if m and m.group(1).decode().lower() not in _UTF8 + ("us-ascii",):
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    try:
+        root = etree.fromstring(data, etree.XMLParser(**_XML_PARSER_KW))
+    except etree.XMLSyntaxError:
+        return None
+    if root is None or root.getroottree().docinfo.doctype or root.xpath("boolean(//@xml:base)"):
+        return None  # a DTD's named entities (RSS 0.91) or a base URI of the document's own
+    if root.tag == "rss":
+        entries, ns = root.iter("item"), ""
+    elif root.tag == f"{_ATOM}feed":
+        entries, ns = root.iter(f"{_ATOM}entry"), _ATOM
+    elif root.tag == _RDF_ROOT:
+        entries, ns = root.iter(f"{_RSS1}item"), _RSS1
+    else:
+        return None
+    items: list[_Item] = []
+    for entry in entries:
+        link = guid_link = guid = title = None
+        alternates: list[str] = []  # hrefs of rel=alternate links of any type (feedparser's ``links``)
+        dates: list = [None, None, None]
+        for el in entry:
+            tag = el.tag
+            if not isinstance(tag, str):
+                continue
+            if tag.startswith(_ATOM) and ns != _ATOM:
+                return None  # atom:link inside RSS: feedparser's link/links interplay
+            if tag == f"{ns}link":
+                if len(el):
+                    return None
+                href = el.get("href")
+                if href is not None:
+                    rel = el.get("rel", "alternate")
+                    typ = el.get("type", "application/atom+xml" if rel == "self" else "text/html")
+                    if rel == "alternate":
+                        alternates.append(href)
+                        if typ in _HTML_TYPES:
+                            link = href
+                elif ns == _ATOM:
+                    return None
+                else:
+                    text = (el.text or "").strip()
+                    if not text:
+                        return None
+                    link = text
+            elif (tag == "guid" and ns == "") or (tag == f"{_ATOM}id" and ns == _ATOM):
+                if len(el):
+                    return None
+                guid = (el.text or "").strip()
+                if el.get("isPermaLink", "true") == "true" and link is None:
+                    guid_link = guid
+            elif tag == f"{ns}title" and title is None:
+                title = "".join(el.itertext()).strip() or None
+            else:
+                local = tag[len(ns):] if ns and tag.startswith(ns) else tag
+                slot = _DATE_SLOT.get(local)
+                if slot is not None:
+                    text = (el.text or "").strip()
+                    date = _fast_date(text) if text else None
+                    if date is _NO:
+                        return None
+                    dates[slot] = date
+        chosen = link or guid_link or next(iter(alternates), None)
+        if not chosen and guid and guid.startswith(("http://", "https://")):
+            chosen = guid
+        if not chosen:
+            if ns == _RSS1:
+                return None  # feedparser takes an RSS 1.0 item's rdf:about as its id
+            continue
+        items.append(_Item(urljoin(url, chosen), dates[0] or dates[1] or dates[2], title))
+    return items
+
+
 def parse_feed(data: bytes, url: str, content_type: str | None = None) -> list[_Item]:
-    """Entries (link, date, title) of an RSS 0.9x/2.0, RSS 1.0 or Atom feed given as bytes."""
+    """Entries (link, date, title) of an RSS 0.9x/2.0, RSS 1.0 or Atom feed given as bytes: well-formed
+    UTF-8 feeds of the common shapes by :func:`_fast_feed`, every other by feedparser."""
     refuse_entity_declarations(data)
+    fast = _fast_feed(data, url, content_type)
+    if fast is not None:
+        return fast
+    return _feedparser_entries(data, url, content_type)
+
+
+def _feedparser_entries(data: bytes, url: str, content_type: str | None) -> list[_Item]:
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
