@@ -5,11 +5,12 @@ backoff or Retry-After, manual redirects, the WARC copy, and one ``PageLogEntry`
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -156,6 +157,7 @@ class Fetcher:
         limit = self.settings.per_host_concurrency
         running: Counter = Counter()
         inflight: dict = {}
+        finished: queue.SimpleQueue = queue.SimpleQueue()  # futures as they complete (cheaper than wait())
         pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="fetch")
         try:
             while order or inflight:
@@ -174,12 +176,12 @@ class Fetcher:
                     fut = pool.submit(self.fetch, req.url, kind=req.kind, source=req.source,
                                       conditional=req.conditional)
                     inflight[fut] = host
+                    fut.add_done_callback(finished.put)
                 if not inflight:
                     continue
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    running[inflight.pop(fut)] -= 1
-                    yield fut.result()
+                fut = finished.get()
+                running[inflight.pop(fut)] -= 1
+                yield fut.result()
         finally:
             for fut in inflight:
                 fut.cancel()
