@@ -58,6 +58,7 @@ class Batch:
 
 
 RAMP_MIN_BATCH = 40  # batch sizes from which a host's first batch is a quarter batch
+REVALIDATE_FACTOR = 4  # a batch of URLs fetched before (conditional requests) holds this × batch_size URLs
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -75,16 +76,24 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
                  conditional: dict[str, tuple[str | None, str | None]]) -> list[Batch]:
-    """Group by (source, host), sort, and cut into batches (:func:`batch_bounds`) with ids stable for
-    the same URL set."""
+    """Group by (source, host), sort, and cut into batches with ids stable for the same URL set: a host's
+    new URLs first (:func:`batch_bounds`: they need extraction, the workers start on them), then the URLs
+    with stored validators in batches of ``REVALIDATE_FACTOR × batch_size`` (conditional requests: most
+    answer 304 and hold no body, so a batch task and a commit per 100 of them were most of a rerun; pages
+    that did change are extracted ``batch_size`` at a time, :func:`run_batch`)."""
     groups: dict[tuple[str, str], list[DiscoveredURL]] = defaultdict(list)
     for u in urls:
         groups[(u.source, domain_of(u.url))].append(u)
     batches: list[Batch] = []
+    step = batch_size * REVALIDATE_FACTOR
     for (source, host), items in sorted(groups.items()):
         items.sort(key=lambda d: d.url)
-        for index, (start, stop) in enumerate(batch_bounds(len(items), batch_size)):
-            chunk = tuple(items[start:stop])
+        new = [d for d in items if d.url not in conditional]
+        known = [d for d in items if d.url in conditional]
+        chunks = [new[a:b] for a, b in batch_bounds(len(new), batch_size)]
+        chunks += [known[i:i + step] for i in range(0, len(known), step)]
+        for index, chunk in enumerate(chunks):
+            chunk = tuple(chunk)
             digest = hashlib.sha256(
                 "\n".join([run_id, source, *[d.url for d in chunk]]).encode()
             ).hexdigest()[:16]
@@ -104,22 +113,40 @@ def run_batch(batch: Batch, settings: Settings, run_id: str, warehouse_root: str
     t0 = time.perf_counter()
     requests = [FetchRequest(url=d.url, kind="article", source=batch.source, conditional=conds.get(d.url))
                 for d in batch.urls]
-    results = list(fetcher.fetch_many(requests))
-    robots_rows = fetcher.drain_log()  # robots.txt fetches made on the way (rows of their own)
-    t1 = time.perf_counter()
+    logs = []  # every request's row, in the order the fetches finished
+    extracted: dict[int, object] = {}  # index in logs -> its ExtractResult
+    pending: list[tuple[int, object]] = []  # fetched pages not yet extracted: at most batch_size held
+    rules = None  # (a batch of 304s loads no rules)
+    t_extract = 0.0
 
-    ok = [r for r in results if r.ok]
-    pages_in = [(r.log.final_url or r.log.url, r.html) for r in ok]
-    rules = runtime.rules(run_id) if pages_in else None  # (a batch of 304s loads no rules)
-    extracted = dict(zip(map(id, ok), extract(run_id, settings, pages_in, rules, history)))
-    t2 = time.perf_counter()
+    def extract_pending() -> None:
+        nonlocal rules, t_extract
+        t = time.perf_counter()
+        if rules is None:
+            rules = runtime.rules(run_id)
+        pages_in = [(r.log.final_url or r.log.url, r.html) for _, r in pending]
+        for (i, _), x in zip(pending, extract(run_id, settings, pages_in, rules, history)):
+            extracted[i] = x
+        pending.clear()
+        t_extract += time.perf_counter() - t
+
+    for r in fetcher.fetch_many(requests):
+        if r.ok:
+            pending.append((len(logs), r))
+        logs.append(r.log)
+        if len(pending) >= settings.extract.batch_size:  # a revalidation batch of pages that all changed
+            extract_pending()
+    robots_rows = fetcher.drain_log()  # robots.txt fetches made on the way (rows of their own)
+    if pending:
+        extract_pending()
+    elapsed = time.perf_counter() - t0
 
     out = BatchOutput(batch_id=batch.batch_id, source=batch.source, host=batch.host,
-                      timings={"fetch": t1 - t0, "clean_extract": t2 - t1},
+                      timings={"fetch": elapsed - t_extract, "clean_extract": t_extract},
                       deferred_hosts=tuple(fetcher.deferred_hosts))
-    for r in results:
-        log = dataclasses.replace(r.log, run_id=run_id, source=batch.source)
-        x = extracted.get(id(r))
+    for i, log in enumerate(logs):
+        log = dataclasses.replace(log, run_id=run_id, source=batch.source)
+        x = extracted.get(i)
         if x is not None:
             if x.article is None:
                 log = dataclasses.replace(log, outcome=x.outcome, error=x.error)
