@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from newsmill.tasks.discover import _fast_feed, _feedparser_entries, parse_feed
+from newsmill.tasks.discover import DocumentError, _fast_feed, _feedparser_entries, parse_feed
 
 BASE = "https://news.example.org/feeds/world.xml"
 DC = 'xmlns:dc="http://purl.org/dc/elements/1.1/"'
@@ -94,11 +94,26 @@ ACCEPTED = {
     "rss items": rss(rss_items(), DC),
     "atom entries": atom(atom_entries()),
     "rss 1.0": rss1(),
-    "empty rss": rss([]),
     "rss without declaration": rss(rss_items()[:6]).split(b"\n", 1)[1],
     "other schemes": rss(["<item><link>javascript:alert(1)</link><guid>https://x.example/2</guid></item>",
                           "<item><guid>urn:uuid:77</guid><title>u</title></item>",
                           "<item><link>mailto:desk@example.org</link></item>"]),
+}
+
+CASED = {  # feedparser lowercases element and attribute names and rel/type values
+    "pubdate lowercase": rss(["<item><link>https://x.example/1</link><pubdate>Mon, 14 Jul 2025 08:05:00 +0000"
+                              "</pubdate></item>", "<item><link>https://x.example/2</link></item>"]),
+    "PubDate": rss(["<item><link>https://x.example/1</link><PubDate>Mon, 14 Jul 2025 08:05:00 +0000</PubDate>"
+                    "</item>"]),
+    "Link element": rss(["<item><Link>https://x.example/1</Link><guid>https://x.example/g</guid></item>"]),
+    "ispermalink": rss(['<item><guid ispermalink="false">12345</guid></item>',
+                        "<item><link>https://x.example/2</link></item>"]),
+    "ISPERMALINK": rss(['<item><guid ISPERMALINK="false">https://x.example/p/9</guid></item>']),
+    "rel ALTERNATE": atom(['<entry><link rel="ALTERNATE" href="https://x.example/1"/><id>urn:1</id></entry>']),
+    "type TEXT/HTML": atom(['<entry><link type="TEXT/HTML" href="https://x.example/1"/><id>urn:1</id></entry>',
+                            '<entry><link rel="alternate" type="Application/PDF" href="https://x.example/2"/>'
+                            "<id>urn:2</id></entry>"]),
+    "id in rss": rss(["<item><id>https://x.example/i/1</id><title>t</title></item>"]),
 }
 
 DECLINED = {
@@ -122,6 +137,26 @@ DECLINED = {
     "rss 0.91 with its DTD": b'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
                              b'"http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91"><channel>'
                              b'<item><title>Caf&eacute;</title><link>https://x.example/1</link></item></channel></rss>',
+    "rss 0.90": b'<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+                b'xmlns="http://my.netscape.com/rdf/simple/0.9/"><channel><title>T</title></channel>'
+                b"<item><title>a</title><link>https://x.example/1</link></item></rdf:RDF>",
+    "Item element": rss(["<Item><link>https://x.example/1</link></Item>"]),
+    "nested items": rss(["<item><link>https://x.example/1</link><description><item><link>https://x.example/2"
+                         "</link></item></description></item>"]),
+    "empty href": atom(['<entry><link href=""/><id>urn:1</id></entry>']),
+    "extra slashes": rss(["<item><link>https:///x.example/1</link></item>"]),
+    "atom 0.3 link in rss": rss(['<item><a3:link xmlns:a3="http://purl.org/atom/ns#" rel="alternate" '
+                                 'type="text/html" href="https://x.example/1"/></item>']),
+    "no entries": rss([]),
+    "no usable links": rss(["<item><title>a</title></item>"]),
+    "date without comma space": rss(["<item><link>https://x.example/1</link><pubDate>Mon,14 Jul 2025 08:05:00 "
+                                     "+0000</pubDate></item>"]),
+    "two-digit year": rss(["<item><link>https://x.example/1</link><pubDate>Thu, 01 Jul 69 08:05:00 +0000"
+                           "</pubDate></item>"]),
+    "basic iso": rss(["<item><link>https://x.example/1</link><dc:date>20250714T080500Z</dc:date></item>"], DC),
+    "iso week": rss(["<item><link>https://x.example/1</link><dc:date>2025-W28-1</dc:date></item>"], DC),
+    "iso without zone": rss(["<item><link>https://x.example/1</link><dc:date>2025-07-14T08:05:00</dc:date>"
+                             "</item>"], DC),
     "html page": b"<!DOCTYPE html><html><head><title>x</title></head><body><p>hi</p></body></html>",
     "charset header latin-1": rss(["<item><link>https://x.example/1</link></item>"]),
 }
@@ -145,10 +180,24 @@ def test_fast_path_reads_what_feedparser_reads(name):
     assert parse_feed(data, BASE, "application/rss+xml") == fast
 
 
+@pytest.mark.parametrize("name", sorted(CASED))
+def test_names_are_matched_as_feedparser_matches_them(name):
+    data = CASED[name]
+    fast = _fast_feed(data, BASE, "application/rss+xml")
+    slow = _feedparser_entries(data, BASE, "application/rss+xml")
+    assert fast is not None and _comparable(fast, True) == _comparable(slow, True)
+
+
 @pytest.mark.parametrize("name", sorted(DECLINED))
 def test_fast_path_leaves_other_shapes_to_feedparser(name):
     ctype = "application/rss+xml; charset=ISO-8859-1" if name == "charset header latin-1" else "text/xml"
     assert _fast_feed(DECLINED[name], BASE, ctype) is None
+
+
+def test_an_empty_feed_keeps_feedparser_s_verdict():
+    assert parse_feed(rss([]), BASE, "application/rss+xml") == []
+    with pytest.raises(DocumentError):  # served as HTML, no entries: feedparser calls it broken
+        parse_feed(rss(["<item><title>a</title></item>"]), BASE, "text/html")
 
 
 def test_declined_feeds_still_parse_through_feedparser():
