@@ -59,6 +59,17 @@ class Batch:
 
 RAMP_MIN_BATCH = 40  # batch sizes from which a host's first batch is a quarter batch
 REVALIDATE_FACTOR = 4  # a batch of URLs fetched before (conditional requests) holds this × batch_size URLs
+REVALIDATE_MAX_GAPS_S = 10.0  # ... when the politeness gaps of a batch_size batch to one host stay under this
+
+
+def revalidate_batch_size(batch_size: int, per_host_delay_s: float) -> int:
+    """URLs per revalidation batch: ``REVALIDATE_FACTOR × batch_size`` where requests to a host may follow
+    each other quickly (a batch task and its commit cost ~50-70 ms, a 304 ~1 ms); ``batch_size`` where the
+    per-host delay makes a batch last long anyway (the default 1 s: 100 s per batch), so progress and a
+    retry's unit stay as fine as for new URLs."""
+    if per_host_delay_s * batch_size <= REVALIDATE_MAX_GAPS_S:
+        return batch_size * REVALIDATE_FACTOR
+    return batch_size
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -75,17 +86,19 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
-                 conditional: dict[str, tuple[str | None, str | None]]) -> list[Batch]:
+                 conditional: dict[str, tuple[str | None, str | None]],
+                 revalidate_size: int | None = None) -> list[Batch]:
     """Group by (source, host), sort, and cut into batches with ids stable for the same URL set: a host's
     new URLs first (:func:`batch_bounds`: they need extraction, the workers start on them), then the URLs
-    with stored validators in batches of ``REVALIDATE_FACTOR × batch_size`` (conditional requests: most
-    answer 304 and hold no body, so a batch task and a commit per 100 of them were most of a rerun; pages
-    that did change are extracted ``batch_size`` at a time, :func:`run_batch`)."""
+    with stored validators in batches of ``revalidate_size`` (default ``REVALIDATE_FACTOR × batch_size``,
+    see :func:`revalidate_batch_size`: conditional requests mostly answer 304 and hold no body, and a batch
+    task and a commit per 100 of them were most of a fast rerun; pages that did change are extracted
+    ``batch_size`` at a time, :func:`run_batch`)."""
     groups: dict[tuple[str, str], list[DiscoveredURL]] = defaultdict(list)
     for u in urls:
         groups[(u.source, domain_of(u.url))].append(u)
     batches: list[Batch] = []
-    step = batch_size * REVALIDATE_FACTOR
+    step = revalidate_size or batch_size * REVALIDATE_FACTOR
     for (source, host), items in sorted(groups.items()):
         items.sort(key=lambda d: d.url)
         new = [d for d in items if d.url not in conditional]
@@ -235,8 +248,10 @@ def run_ingest(settings: Settings, root: Path, *, limit: int | None = None, refe
 
         # 2. plan batches (incremental: conditional requests from the stored fetch state)
         t = time.perf_counter()
-        conditional = {} if refetch else wh.conditional_state([u.url for u in urls])
-        batches = plan_batches(run_id, urls, settings.extract.batch_size, conditional)
+        # (this run's own rows left out: a retry plans the batches, and batch ids, of its first attempt)
+        conditional = {} if refetch else wh.conditional_state([u.url for u in urls], exclude_run=run_id)
+        batches = plan_batches(run_id, urls, settings.extract.batch_size, conditional,
+                               revalidate_batch_size(settings.extract.batch_size, settings.fetch.per_host_delay_s))
         todo = [b for b in batches if b.batch_id not in done]
         history = wh.recurring_blocks(sorted({b.host for b in todo}), settings.extract.recurring_min_pages)
         run.writer.preload_keys({b.host for b in todo})

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.orchestration import article_html, write_config  # noqa: E402
 from newsmill.flows import ingest as ingest_mod  # noqa: E402
 from newsmill.flows import runtime  # noqa: E402
-from newsmill.flows.ingest import REVALIDATE_FACTOR, batch_bounds, plan_batches, run_batch  # noqa: E402
+from newsmill.flows.ingest import (REVALIDATE_FACTOR, batch_bounds, plan_batches,  # noqa: E402
+                                   revalidate_batch_size, run_batch)
 from newsmill.tasks.config import load_settings  # noqa: E402
 from newsmill.tasks.records import DiscoveredURL  # noqa: E402
 
@@ -40,6 +41,10 @@ def test_known_urls_are_planned_in_larger_batches_after_the_new_ones():
     assert [len(b.urls) for b in plan_batches("r", urls[:1000], 100, {})] == \
         [b - a for a, b in batch_bounds(1000, 100)]
     assert REVALIDATE_FACTOR * 100 == 400
+    # with the default politeness (1 s between requests to a host) a batch lasts 100 s anyway: no larger
+    assert revalidate_batch_size(100, 1.0) == 100 and revalidate_batch_size(100, 0.0) == 400
+    assert [len(b.urls) for b in plan_batches("run-1", urls, 100, known, 100) if b.host == "h1.example"] == \
+        [25, 75] + [100] * 9
 
 
 def _honours(etag: str, body: str):
@@ -87,3 +92,44 @@ def test_a_revalidation_batch_extracts_changed_pages_batch_size_at_a_time(tmp_pa
     assert outcomes == sorted(["ok"] * changed + ["not_modified"] * unchanged)
     assert sorted(a.url for a in out.articles) == sorted(urls[:changed])  # every changed page extracted
     assert all(a.text for a in out.articles)
+
+
+def _rows(urls, run_id, day):
+    from datetime import datetime, timezone
+
+    from newsmill.tasks.records import PageLogEntry
+
+    at = datetime(2025, 7, day, 2, tzinfo=timezone.utc)
+    return [PageLogEntry(url=u, final_url=u, kind="article", status=200, outcome="ok", error=None, bytes=100,
+                         content_type="text/html", fetched_at=at, elapsed_ms=5, run_id=run_id, source="s",
+                         etag=f'"{run_id}-{i}"') for i, u in enumerate(urls)]
+
+
+def test_a_retried_run_plans_the_batches_it_had_and_skips_the_stored_ones(tmp_path):
+    """The plan of a retried run must not move URLs its first attempt stored into the known set: the
+    batch ids would change and the stored batches be fetched (and written) again."""
+    from newsmill.warehouse.store import Warehouse
+
+    wh = Warehouse(tmp_path / "wh")
+    found = _urls("h1.example", 300)
+    urls = [u.url for u in found]
+    with wh.writer("night-1") as w:  # yesterday fetched the last 100 (validators stored)
+        w.commit_batch("b-night-1", _rows(urls[200:], "night-1", 13))
+    conditional = wh.conditional_state(urls, exclude_run="night-2")
+    plan = plan_batches("night-2", found, 100, conditional)
+    assert [len(b.urls) for b in plan] == [25, 100, 75, 100]
+    with wh.writer("night-2") as w:  # the first attempt of night-2 stored its first two batches, then died
+        for b in plan[:2]:
+            w.commit_batch(b.batch_id, _rows([d.url for d in b.urls], "night-2", 14))
+    done = wh.done_batches("night-2")
+    assert done == {plan[0].batch_id, plan[1].batch_id}
+
+    retry_state = wh.conditional_state(urls, exclude_run="night-2")
+    assert retry_state == conditional
+    # what a retry planned before: the stored URLs moved to the known set, every id changed
+    assert not {b.batch_id for b in plan_batches("night-2", found, 100, wh.conditional_state(urls))} & done
+    replan = plan_batches("night-2", found, 100, retry_state)
+    assert replan == plan
+    assert [b for b in replan if b.batch_id not in done] == plan[2:]
+    # (the run's own rows do count for every other run: tomorrow sends conditional requests for all 300)
+    assert len(wh.conditional_state(urls, exclude_run="night-3")) == 225

@@ -53,6 +53,13 @@ BASE_VIEW = {
     "source_health": "source_health_all",
 }
 
+# latest ``ok`` fetch per URL since the last reset_fetch_state; ``where``: more conditions on the pages rows
+# (``Warehouse.conditional_state`` leaves out a run's own rows)
+FETCH_STATE_SQL = """WITH r AS (SELECT max(started_at) AS reset_at FROM runs_history WHERE flow = 'reset_fetch_state')
+SELECT p.url, p.etag, p.last_modified, p.fetched_at, p.run_id FROM pages p, r
+WHERE p.outcome = 'ok' AND (r.reset_at IS NULL OR p.fetched_at > r.reset_at){where}
+QUALIFY row_number() OVER (PARTITION BY p.url ORDER BY p.fetched_at DESC) = 1"""
+
 DERIVED = [
     (
         # the latest version of each article, with its story (``story_members``): ``story_size`` = articles
@@ -93,14 +100,7 @@ FROM j""",
         """SELECT run_id, flow, started_at, finished_at, parameters, counts FROM runs_history
 QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY written_at DESC NULLS LAST, finished_at DESC NULLS LAST) = 1""",
     ),
-    (
-        "fetch_state",
-        ("pages", "runs"),
-        """WITH r AS (SELECT max(started_at) AS reset_at FROM runs_history WHERE flow = 'reset_fetch_state')
-SELECT p.url, p.etag, p.last_modified, p.fetched_at, p.run_id FROM pages p, r
-WHERE p.outcome = 'ok' AND (r.reset_at IS NULL OR p.fetched_at > r.reset_at)
-QUALIFY row_number() OVER (PARTITION BY p.url ORDER BY p.fetched_at DESC) = 1""",
-    ),
+    ("fetch_state", ("pages", "runs"), FETCH_STATE_SQL.format(where="")),
     (
         "latest_pages",
         ("pages", "runs"),

@@ -32,7 +32,7 @@ from newsmill.tasks.errors import WarehouseError, WarehouseLocked
 from newsmill.tasks.records import Article, PageLogEntry, Removal, RunRecord
 from newsmill.tasks.urls import article_id as make_article_id
 from newsmill.tasks.urls import domain_of
-from newsmill.warehouse.catalog import connect, write_views_sql
+from newsmill.warehouse.catalog import FETCH_STATE_SQL, connect, write_views_sql
 from newsmill.warehouse.files import (
     WriterLock,
     current_generation,
@@ -167,11 +167,17 @@ class Warehouse:
             ).fetchall()
         return {r[0] for r in rows}
 
-    def conditional_state(self, urls: Iterable[str] | None = None) -> dict[str, tuple[str | None, str | None]]:
+    def conditional_state(self, urls: Iterable[str] | None = None, *, exclude_run: str | None = None
+                          ) -> dict[str, tuple[str | None, str | None]]:
         """``{url: (etag, last_modified)}`` from the latest ``ok`` pages row per URL since the last
-        ``reset_fetch_state`` (URLs without a validator are left out). ``urls=None``: all URLs."""
-        sql = "SELECT url, etag, last_modified FROM fetch_state WHERE (etag IS NOT NULL OR last_modified IS NOT NULL)"
+        ``reset_fetch_state`` (URLs without a validator are left out). ``urls=None``: all URLs.
+        ``exclude_run``: ignore that run's own rows (a retried run plans as its first attempt did)."""
         params: list[Any] = []
+        source = "fetch_state"
+        if exclude_run is not None:
+            source = f"({FETCH_STATE_SQL.format(where=' AND p.run_id IS DISTINCT FROM ?')})"
+            params.append(exclude_run)
+        sql = f"SELECT url, etag, last_modified FROM {source} WHERE (etag IS NOT NULL OR last_modified IS NOT NULL)"
         if urls is not None:
             urls = list(dict.fromkeys(urls))
             if not urls:
