@@ -90,15 +90,15 @@ def plan_batches(run_id: str, urls: list[DiscoveredURL], batch_size: int,
                  revalidate_size: int | None = None) -> list[Batch]:
     """Group by (source, host), sort, and cut into batches with ids stable for the same URL set: a host's
     new URLs first (:func:`batch_bounds`: they need extraction, the workers start on them), then the URLs
-    with stored validators in batches of ``revalidate_size`` (default ``REVALIDATE_FACTOR × batch_size``,
-    see :func:`revalidate_batch_size`: conditional requests mostly answer 304 and hold no body, and a batch
+    with stored validators in batches of ``revalidate_size`` (default ``batch_size``; the flow passes
+    :func:`revalidate_batch_size`: conditional requests mostly answer 304 and hold no body, and a batch
     task and a commit per 100 of them were most of a fast rerun; pages that did change are extracted
     ``batch_size`` at a time, :func:`run_batch`)."""
     groups: dict[tuple[str, str], list[DiscoveredURL]] = defaultdict(list)
     for u in urls:
         groups[(u.source, domain_of(u.url))].append(u)
     batches: list[Batch] = []
-    step = revalidate_size or batch_size * REVALIDATE_FACTOR
+    step = revalidate_size or batch_size
     for (source, host), items in sorted(groups.items()):
         items.sort(key=lambda d: d.url)
         new = [d for d in items if d.url not in conditional]

@@ -205,3 +205,11 @@ def test_declined_feeds_still_parse_through_feedparser():
     assert [(i.url, i.title) for i in items] == [("https://x.example/1", "caf\xe9")]
     items = parse_feed(DECLINED["xml:base"], BASE, "application/atom+xml")
     assert [i.url for i in items] == ["https://elsewhere.example/dir/a"]
+
+
+def test_a_feed_listed_as_a_sitemap_gives_the_feed_s_entries():
+    from newsmill.tasks.discover import parse_sitemap
+
+    for data in (ACCEPTED["rss items"], ACCEPTED["atom entries"], DECLINED["xml:base"]):
+        kind, items = parse_sitemap(data, BASE, max_bytes=10_000_000)
+        assert kind == "feed" and items == parse_feed(data, BASE) and items

@@ -26,7 +26,7 @@ def _urls(host: str, n: int) -> list[DiscoveredURL]:
 def test_known_urls_are_planned_in_larger_batches_after_the_new_ones():
     urls = _urls("h1.example", 1000) + _urls("h2.example", 30)
     known = {u.url: ('"e"', None) for u in urls[:900]}  # h1: 900 known, 100 new; h2: all new
-    plan = plan_batches("run-1", urls, 100, known)
+    plan = plan_batches("run-1", urls, 100, known, revalidate_batch_size(100, 0.0))
     h1 = [b for b in plan if b.host == "h1.example"]
     sizes = [len(b.urls) for b in h1]
     assert sizes == [25, 75] + [400, 400, 100]  # new first (ramped), then known ×4
@@ -35,7 +35,7 @@ def test_known_urls_are_planned_in_larger_batches_after_the_new_ones():
     assert [b.index for b in h1] == list(range(5))
     assert sorted(u.url for b in plan for u in b.urls) == sorted(u.url for u in urls)  # each URL once
     assert [len(b.urls) for b in plan if b.host == "h2.example"] == [25, 5]  # batch_bounds(30, 100)
-    assert plan_batches("run-1", list(reversed(urls)), 100, known) == plan  # stable ids
+    assert plan_batches("run-1", list(reversed(urls)), 100, known, 400) == plan  # stable ids
     assert len({b.batch_id for b in plan}) == len(plan)
     # a first run (nothing known) is planned as before
     assert [len(b.urls) for b in plan_batches("r", urls[:1000], 100, {})] == \
@@ -71,7 +71,7 @@ def test_a_revalidation_batch_extracts_changed_pages_batch_size_at_a_time(tmp_pa
                                                   workers=1)))
         found = [DiscoveredURL(url=u, source="gazette", via="feed") for u in urls]
         conditional = {u: (f'"v{i}"', None) for i, u in enumerate(urls)}
-        plan = plan_batches("run-r", found, batch_size, conditional)
+        plan = plan_batches("run-r", found, batch_size, conditional, revalidate_batch_size(batch_size, 0.0))
         assert [len(b.urls) for b in plan] == [changed + unchanged]  # one batch: 15 <= 4 × 5
 
         chunks: list[int] = []
