@@ -519,6 +519,47 @@ def test_consolidate_leaves_one_file_per_partition_and_keeps_resume_state(tmp_pa
     all_views_query(tmp_path)
 
 
+def test_consolidation_merges_tables_side_by_side_and_a_failed_table_keeps_its_files(tmp_path, monkeypatch):
+    """Tables are merged COMPACT_THREADS at a time (two merges observed in flight at once); an error
+    in one table's merge reaches the caller and leaves that table's generation as it was, while the
+    tables merged beside it are consolidated."""
+    import newsmill.warehouse.merge as wm
+
+    wh = Warehouse(tmp_path)
+    with wh.writer("r1") as w:
+        for b in range(3):
+            w.commit_batch(f"b{b}", [page(b * 10 + i) for i in range(3)],
+                           [art(b * 10 + i) for i in range(3)], [], [])
+        gen_before = {t: (tmp_path / t).resolve() for t in ("pages", "article_versions")}
+        real_merge, lock, state = wm.merge_files, threading.Lock(), {"now": 0, "max": 0}
+        both = threading.Barrier(2, timeout=10)
+
+        def merge(root, table, files, dest):
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            try:
+                if table in ("pages", "article_versions"):
+                    both.wait()  # the two merges of this test overlap, or the barrier breaks (error)
+                if table == "article_versions":
+                    raise OSError("disk full")
+                return real_merge(root, table, files, dest)
+            finally:
+                with lock:
+                    state["now"] -= 1
+
+        monkeypatch.setattr(wm, "merge_files", merge)
+        with pytest.raises(OSError, match="disk full"):
+            wm.compact_locked(tmp_path, ["pages", "article_versions"],
+                              partitions={t: set(w.touched[t]) for t in ("pages", "article_versions")})
+    assert state["max"] == 2
+    assert (tmp_path / "article_versions").resolve() == gen_before["article_versions"]  # untouched
+    assert (tmp_path / "pages").resolve() != gen_before["pages"]  # merged beside it
+    assert all(len(list(d.glob("*.parquet"))) == 1 for d in (tmp_path / "pages").resolve().iterdir()
+               if d.is_dir())
+    assert count(tmp_path, "pages") == 9 and count(tmp_path, "articles") == 9
+
+
 def test_merge_files_streams_row_groups_and_conforms_schemas(tmp_path, monkeypatch):
     """Consolidation streams: rows of several files (one missing a column, one with an extra column)
     come out in file order in one file of several row groups, never as one table in memory."""
