@@ -71,11 +71,11 @@ Layout (private modules; import only the names in ``__all__`` from ``newsmill.ta
 * ``_transports`` -- the pinned transport and the per-request total deadline;
 * ``_guard`` -- ``AddressGuard``: resolve once per run, refuse non-global addresses, pin the rest;
 * ``_decoders`` -- bounded Content-Encoding decoders (also ``decode_capped`` for a gzipped sitemap);
-* ``_charset`` -- ``decode_body``; ``_content`` -- accepted content types; ``_robots`` -- robots.txt;
+* ``_charset`` -- ``decode_body``, ``charset_from_content_type``; ``_content`` -- accepted content types; ``_robots`` -- robots.txt;
   ``_models`` -- ``FetchRequest``, ``Conditional``.
 """
 
-from newsmill.tasks.fetch._charset import decode_body
+from newsmill.tasks.fetch._charset import charset_from_content_type, decode_body
 from newsmill.tasks.fetch._content import is_html_content_type
 from newsmill.tasks.fetch._decoders import DecodingError, TooLarge, decode_capped
 from newsmill.tasks.fetch._fetcher import Fetcher
@@ -94,6 +94,7 @@ __all__ = [
     "RobotsRules",
     "parse_robots",
     "decode_body",
+    "charset_from_content_type",
     "is_html_content_type",
     "decode_capped",
     "DecodingError",
